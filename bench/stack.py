@@ -1,0 +1,155 @@
+"""Runs ``livecut up`` as a real subprocess for end-to-end tests and benchmarks."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LivecutProcess:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        database_url: str = "",
+        redis_url: str = "",
+        api_key: str = "test-api-key",
+        extra_args: list[str] | None = None,
+    ):
+        self.data_dir = Path(data_dir)
+        self.api_key = api_key
+        self.port = free_port()
+        self.rtmp_port = free_port()
+        self.env = {**os.environ, "LIVECUT_API_KEY": api_key, "PYTHONUNBUFFERED": "1"}
+        self.env.pop("RAY_ADDRESS", None)
+        for name, value in (("DATABASE_URL", database_url), ("REDIS_URL", redis_url)):
+            if value:
+                self.env[name] = value
+            else:
+                self.env.pop(name, None)
+        self.args = [
+            sys.executable, "-m", "supervisor.cli", "up",
+            "--port", str(self.port), "--rtmp-port", str(self.rtmp_port),
+            "--data-dir", str(self.data_dir), *(extra_args or []),
+        ]
+        self.process: subprocess.Popen | None = None
+        self.log_path = self.data_dir / "livecut.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rtmp_url(self, stream_key: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/live/{stream_key}"
+
+    def start(self, timeout: float = 180.0) -> "LivecutProcess":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # so stop() can also reap anything left in its group
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"livecut up exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"livecut up did not become healthy in {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 90.0) -> int:
+        """SIGINT like Ctrl-C, then wait; kill the group only if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+            raise
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def api(self, method: str, path: str, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.api_key}", **kwargs.pop("headers", {})}
+        return httpx.request(method, self.base_url + path, headers=headers, timeout=30, **kwargs)
+
+    def wait_channel(self, channel_id: str, predicate, timeout: float = 120.0) -> dict:
+        deadline = time.monotonic() + timeout
+        channel = {}
+        while time.monotonic() < deadline:
+            channel = self.api("GET", f"/api/channels/{channel_id}").json()
+            if predicate(channel):
+                return channel
+            time.sleep(0.5)
+        raise TimeoutError(f"channel never matched: {channel}\n{self.log_tail()}")
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class ClipSubscriber:
+    """A python-socketio client that records each ``clip`` event with its arrival time."""
+
+    def __init__(self, base_url: str, api_key: str, channel_id: str, last_clip_id: str | None = None):
+        import socketio
+
+        self.clips: list[dict] = []
+        self.arrivals: list[float] = []
+        self.acks: list[dict] = []
+        self.changed = threading.Condition()
+        self.client = socketio.Client(reconnection=True)
+        self.channel_id = channel_id
+        self.last_clip_id = last_clip_id
+
+        @self.client.on("clip")
+        def on_clip(data):
+            with self.changed:
+                self.clips.append(data)
+                self.arrivals.append(time.time())
+                self.last_clip_id = data["id"]
+                self.changed.notify_all()
+
+        @self.client.on("connect")
+        def on_connect():
+            payload = {"channel_id": self.channel_id}
+            if self.last_clip_id:
+                payload["last_clip_id"] = self.last_clip_id
+            self.client.emit("subscribe", payload, callback=self.acks.append)
+
+        self.client.connect(base_url, auth={"token": api_key}, transports=["websocket"], wait_timeout=10)
+
+    def wait_for(self, count: int, timeout: float) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while len(self.clips) < count and (left := deadline - time.monotonic()) > 0:
+                self.changed.wait(left)
+            return list(self.clips)
+
+    def close(self) -> None:
+        self.client.disconnect()

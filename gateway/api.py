@@ -1,0 +1,300 @@
+"""The REST API under ``/api``: channels, events, clips and clip media.
+
+The gateway relays; it does not compute. Every handler is a thin layer over ``Store``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import os
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import msgspec
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import FileResponse, Response
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway.auth import require_key, require_media_key
+from gateway.errors import error_body, invalid, not_found
+from records.settings import Settings
+from records.store import Store, channel_view, iso
+from records.wire import ChannelCreate
+
+log = logging.getLogger(__name__)
+
+MAX_NAME = 200
+MAX_URL = 2048
+MAX_BODY = 64 * 1024
+NETWORK_SCHEMES = {"http", "https", "hls", "rtmp", "rtmps", "rtsp"}
+
+
+class ChannelControl(Protocol):
+    async def channels_changed(self) -> None:  # pokes the supervisor to reconcile now
+        ...
+
+
+class MsgspecResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return msgspec.json.encode(content)
+
+
+# -- channel validation ------------------------------------------------------------------
+
+def _private_host(host: str) -> bool:
+    host = host.strip("[]").lower().rstrip(".")
+    if host in ("localhost", "") or host.endswith(".localhost"):
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: the stream actor checks what it resolves to when it connects
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return not addr.is_global or addr.is_multicast
+
+
+def validate_source_url(url: str, allow_private: bool) -> None:
+    """Raise ``invalid_request`` unless ``url`` is one the stream actor may open."""
+    if not url.strip() or url != url.strip():
+        raise invalid("url must be a non-empty string without surrounding whitespace")
+    if len(url) > MAX_URL:
+        raise invalid(f"url is longer than {MAX_URL} characters")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in url):
+        raise invalid("url contains control characters")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    local = scheme == "file" or (not scheme and not parts.netloc) or (len(scheme) == 1 and url[1:3] in (":\\", ":/"))
+    if local:
+        if not allow_private:
+            raise invalid("local files are only allowed when the server runs with --allow-private-urls")
+        return
+    if scheme not in NETWORK_SCHEMES:
+        raise invalid(f"url scheme must be one of {', '.join(sorted(NETWORK_SCHEMES))} (got {scheme or 'none'!r})")
+    if scheme == "hls":  # streamlink style: hls://https://host/x.m3u8 or hls://host/x.m3u8
+        inner = url[len(parts.scheme) + 3:]
+        inner_parts = urlsplit(inner if "://" in inner else "https://" + inner)
+        if inner_parts.scheme.lower() not in ("http", "https"):
+            raise invalid("an hls:// url must wrap an http or https url")
+        parts = inner_parts
+    try:
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise invalid(f"url is malformed: {exc}") from None
+    if not host:
+        raise invalid("url has no host")
+    if not allow_private and _private_host(host):
+        raise invalid(
+            f"url host {host!r} is a loopback or private address; "
+            "start the server with --allow-private-urls to allow it"
+        )
+
+
+def _validate_settings(raw: dict) -> dict:
+    try:
+        from stream_actor.settings import validate_channel_settings
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("stream_actor", "stream_actor.settings"):
+            raise
+        # No validator in this installation: accept only the defaults rather than storing
+        # settings nothing has checked.
+        if raw:
+            raise invalid("channel settings cannot be validated by this installation; omit them") from None
+        return {}
+    try:
+        return validate_channel_settings(raw)
+    except (msgspec.ValidationError, ValueError, TypeError) as exc:
+        raise invalid(f"settings: {exc}") from None
+
+
+def parse_channel_create(body: bytes, settings: Settings) -> tuple[ChannelCreate, dict]:
+    if not body.strip():
+        raise invalid("request body must be a JSON object")
+    try:
+        create = msgspec.json.decode(body, type=ChannelCreate)
+    except msgspec.ValidationError as exc:
+        raise invalid(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise invalid(f"invalid JSON: {exc}") from None
+    name = create.name.strip()
+    if not name:
+        raise invalid("name must not be empty")
+    if len(name) > MAX_NAME:
+        raise invalid(f"name is longer than {MAX_NAME} characters")
+    if create.source == "rtmp":
+        if create.url is not None:
+            raise invalid("url is not allowed for rtmp sources: they push to the ingest URL instead")
+    else:
+        if create.url is None:
+            raise invalid("url is required for url sources")
+        validate_source_url(create.url, settings.allow_private_urls)
+    channel_settings = _validate_settings(create.settings)
+    return msgspec.structs.replace(create, name=name), channel_settings
+
+
+# -- media -------------------------------------------------------------------------------
+
+class MediaResponse(FileResponse):
+    """A ``FileResponse`` (which does Range requests itself) whose 400/416 answers are JSON."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        replaced: dict[str, Any] = {}
+
+        async def send_json_errors(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (400, 416):
+                status = message["status"]
+                code, text = (
+                    ("range_not_satisfiable", "requested range is outside the file")
+                    if status == 416
+                    else ("invalid_request", "malformed Range header")
+                )
+                body = msgspec.json.encode(error_body(code, text))
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() == b"content-range"]
+                headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                replaced["body"] = body
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                return
+            if replaced and message["type"] == "http.response.body":
+                if "body" in replaced:
+                    await send({"type": "http.response.body", "body": replaced.pop("body")})
+                return
+            await send(message)
+
+        await super().__call__(scope, receive, send_json_errors)
+
+
+def _media(path: str, media_type: str, what: str, clip_id: str) -> Response:
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise not_found(f"the {what} file of clip {clip_id} is missing") from None
+    if not os.path.isfile(path):
+        raise not_found(f"the {what} file of clip {clip_id} is missing")
+    return MediaResponse(
+        path, media_type=media_type, stat_result=st, headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def _event(row: dict) -> dict:
+    return {
+        "id": row["id"],
+        "channel_id": row["channel_id"],
+        "kind": row["kind"],
+        "stream_time": row["stream_time"],
+        "score": row["score"],
+        "signals": row["signals"],
+        "detail": row["detail"],
+        "clip_id": row["clip_id"],
+        "created_at": iso(row["created_at"]),
+    }
+
+
+# -- routes ------------------------------------------------------------------------------
+
+def build_router(settings: Settings, store: Store, control: ChannelControl) -> APIRouter:
+    router = APIRouter(prefix="/api")
+    auth = [Depends(require_key(settings.api_key))]
+    media_auth = [Depends(require_media_key(settings.api_key))]
+
+    async def poke() -> None:
+        try:
+            await control.channels_changed()
+        except Exception:  # the supervisor also reconciles periodically; the change is stored
+            log.warning("channels_changed failed; the supervisor will catch up on its next pass", exc_info=True)
+
+    def view(row: dict) -> dict:
+        return msgspec.to_builtins(channel_view(row, settings.rtmp_url))
+
+    @router.post(
+        "/channels",
+        status_code=201,
+        dependencies=auth,
+        response_class=MsgspecResponse,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": msgspec.json.schema(ChannelCreate)["$defs"]["ChannelCreate"]}},
+            }
+        },
+    )
+    async def create_channel(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            raise invalid(f"request body is larger than {MAX_BODY} bytes")
+        create, channel_settings = parse_channel_create(body, settings)
+        row = await store.create_channel(create, channel_settings)
+        await poke()
+        return MsgspecResponse(view(row), status_code=201)
+
+    @router.get("/channels", dependencies=auth, response_class=MsgspecResponse)
+    async def list_channels() -> Response:
+        return MsgspecResponse({"items": [view(r) for r in await store.list_channels()]})
+
+    @router.get("/channels/{channel_id}", dependencies=auth, response_class=MsgspecResponse)
+    async def get_channel(channel_id: str) -> Response:
+        row = await store.get_channel(channel_id)
+        if row is None:
+            raise not_found(f"no channel {channel_id!r}")
+        return MsgspecResponse(view(row))
+
+    @router.delete("/channels/{channel_id}", status_code=204, dependencies=auth)
+    async def delete_channel(channel_id: str) -> Response:
+        if not await store.delete_channel(channel_id):
+            raise not_found(f"no channel {channel_id!r}")
+        await poke()
+        return Response(status_code=204)
+
+    @router.get("/channels/{channel_id}/events", dependencies=auth, response_class=MsgspecResponse)
+    async def channel_events(channel_id: str, limit: int = Query(100, ge=1, le=1000)) -> Response:
+        if await store.get_channel(channel_id) is None:
+            raise not_found(f"no channel {channel_id!r}")
+        return MsgspecResponse({"items": [_event(r) for r in await store.events(channel_id, limit)]})
+
+    @router.get("/clips", dependencies=auth, response_class=MsgspecResponse)
+    async def list_clips(
+        channel_id: str | None = Query(None, max_length=100),
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = Query(50, ge=1, le=200),
+        before: str | None = Query(None, min_length=1, max_length=100),
+    ) -> Response:
+        clips = await store.list_clips(
+            channel_id=channel_id, since=_utc(since), until=_utc(until), before=before, limit=limit + 1
+        )
+        page = clips[:limit]
+        next_cursor = page[-1].id if len(clips) > limit else None
+        return MsgspecResponse({"items": [msgspec.to_builtins(c.notification()) for c in page], "next": next_cursor})
+
+    async def clip_or_404(clip_id: str):
+        clip = await store.get_clip(clip_id)
+        if clip is None:
+            raise not_found(f"no clip {clip_id!r}")
+        return clip
+
+    @router.get("/clips/{clip_id}", dependencies=auth, response_class=MsgspecResponse)
+    async def get_clip(clip_id: str) -> Response:
+        return MsgspecResponse(msgspec.to_builtins((await clip_or_404(clip_id)).notification()))
+
+    async def clip_video(clip_id: str) -> Response:
+        clip = await clip_or_404(clip_id)
+        return _media(clip.video_path, "video/mp4", "video", clip_id)
+
+    async def clip_thumbnail(clip_id: str) -> Response:
+        clip = await clip_or_404(clip_id)
+        return _media(clip.thumbnail_path, "image/jpeg", "thumbnail", clip_id)
+
+    for path, endpoint in (("/clips/{clip_id}/video", clip_video), ("/clips/{clip_id}/thumbnail", clip_thumbnail)):
+        router.add_api_route(path, endpoint, methods=["GET"], dependencies=media_auth)
+        router.add_api_route(path, endpoint, methods=["HEAD"], dependencies=media_auth, include_in_schema=False)
+
+    return router

@@ -1,0 +1,93 @@
+"""The gateway's one ASGI app: FastAPI (REST, feed page, health, metrics) inside Socket.IO.
+
+``create_app`` wires the pieces; uvicorn serves the result and runs its lifespan, which
+starts and stops the feed's Redis relay.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import redis.asyncio as aioredis
+import socketio
+from fastapi import FastAPI
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from gateway import errors, metrics
+from gateway.api import ChannelControl, build_router
+from gateway.feed import Feed
+from records.settings import Settings
+from records.store import Store
+
+__all__ = ["ChannelControl", "create_app"]
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+HEALTH_TIMEOUT = 2.0
+
+
+def create_app(settings: Settings, store: Store, redis: aioredis.Redis, control: ChannelControl) -> ASGIApp:
+    feed = Feed(settings.api_key, store, redis)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        await feed.start()
+        try:
+            yield
+        finally:
+            await feed.stop()
+
+    api = FastAPI(
+        title="livecut",
+        summary="Cuts the best moments of live streams into clips, in real time.",
+        lifespan=lifespan,
+        docs_url=None,  # the bundled docs page loads assets from a CDN
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    api.state.feed = feed
+    api.state.settings = settings
+    errors.install(api)
+    api.include_router(build_router(settings, store, control))
+
+    @api.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        async def postgres() -> bool:
+            await store.pool.fetchval("SELECT 1")
+            return True
+
+        async def redis_ping() -> bool:
+            return bool(await redis.ping())
+
+        async def check(probe) -> bool:
+            try:
+                return await asyncio.wait_for(probe(), HEALTH_TIMEOUT)
+            except Exception:
+                return False
+
+        pg_ok, redis_ok = await asyncio.gather(check(postgres), check(redis_ping))
+        ok = pg_ok and redis_ok
+        return JSONResponse({"ok": ok, "postgres": pg_ok, "redis": redis_ok}, status_code=200 if ok else 503)
+
+    @api.get("/metrics", include_in_schema=False)
+    async def metrics_route() -> Response:
+        try:
+            snap = await metrics.snapshot(store, feed)
+        except Exception as exc:
+            log.warning("metrics: cannot read Postgres: %s", exc)
+            return errors.error_response(503, "unavailable", "the database is unavailable")
+        return Response(metrics.render(snap), media_type=metrics.CONTENT_TYPE)
+
+    @api.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    api.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # No on_startup/on_shutdown here: the wrapper then hands lifespan events to FastAPI.
+    return socketio.ASGIApp(feed.sio, other_asgi_app=api, socketio_path="socket.io")

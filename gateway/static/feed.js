@@ -1,0 +1,320 @@
+// livecut feed page: recent clips over REST, new ones live over Socket.IO. No framework.
+(function () {
+  "use strict";
+
+  const KEY_STORE = "livecut.key";
+  const PICK_STORE = "livecut.channel";
+  const ALL = "*";
+  const RECENT = 30; // clips loaded over REST on open / reconnect
+  const MAX_SHOWN = 200;
+
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    key: "",
+    channels: new Map(), // id -> ChannelView
+    pick: localStorage.getItem(PICK_STORE) || ALL,
+    subscribed: new Set(), // channel ids subscribed on the current socket
+    lastSeen: new Map(), // channel id -> highest clip id received (resume point)
+    clips: new Map(), // clip id -> <li>
+    socket: null,
+    refresh: null,
+  };
+
+  // -- helpers -----------------------------------------------------------------------
+  function el(tag, cls, text) {
+    const node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function clock(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const ss = String(s % 60).padStart(2, "0");
+    return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+  }
+
+  function media(path) {
+    return `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(state.key)}`;
+  }
+
+  function setConn(stateName, text) {
+    const c = $("conn");
+    c.dataset.state = stateName;
+    c.textContent = text;
+  }
+
+  function notice(text) {
+    $("notice").textContent = text || "";
+    $("notice").hidden = !text;
+  }
+
+  class Unauthorized extends Error {}
+
+  async function api(path) {
+    const res = await fetch(path, { headers: { Authorization: `Bearer ${state.key}` } });
+    if (res.status === 401) throw new Unauthorized("the API key was refused");
+    const body = await res.json().catch(() => null);
+    if (!res.ok) throw new Error((body && body.error && body.error.message) || `HTTP ${res.status}`);
+    return body;
+  }
+
+  function watched() {
+    return state.pick === ALL ? [...state.channels.keys()] : state.channels.has(state.pick) ? [state.pick] : [];
+  }
+
+  // -- key -----------------------------------------------------------------------------
+  function askKey(message) {
+    stop();
+    $("main").hidden = true;
+    $("picker").hidden = true;
+    $("forget").hidden = true;
+    $("login").hidden = false;
+    $("key").value = "";
+    $("key-error").textContent = message || "";
+    $("key-error").hidden = !message;
+    setConn("idle", "not connected");
+    $("key").focus();
+  }
+
+  function stop() {
+    if (state.socket) state.socket.disconnect();
+    state.socket = null;
+    state.subscribed.clear();
+    clearInterval(state.refresh);
+  }
+
+  // -- channels ------------------------------------------------------------------------
+  async function loadChannels() {
+    const { items } = await api("/api/channels");
+    state.channels = new Map(items.map((c) => [c.id, c]));
+    const select = $("channel");
+    const current = state.pick;
+    select.replaceChildren(new Option(`All channels (${items.length})`, ALL));
+    for (const c of items) select.append(new Option(c.name, c.id));
+    if (current !== ALL && !state.channels.has(current)) state.pick = ALL;
+    select.value = state.pick;
+    renderChannels();
+    for (const li of state.clips.values()) fillChannelName(li);
+  }
+
+  function renderChannels() {
+    const list = $("channels");
+    list.replaceChildren();
+    for (const id of watched()) {
+      const c = state.channels.get(id);
+      const li = el("li", "chan");
+      li.append(el("span", `badge ${c.status}`, c.status), el("span", "name", c.name));
+      const h = c.health;
+      if (c.status === "live" && h) {
+        li.append(el("span", "lag", `lag ${h.ingest_lag.toFixed(1)}s · ${h.detector_lag.toFixed(1)}s`));
+      } else if (c.status_reason) {
+        li.append(el("span", "reason", c.status_reason));
+      }
+      list.append(li);
+    }
+  }
+
+  // -- clips ---------------------------------------------------------------------------
+  function fillChannelName(li) {
+    const c = state.channels.get(li.dataset.channel);
+    li.querySelector(".channel-name").textContent = c ? c.name : li.dataset.channel;
+  }
+
+  function renderClip(clip) {
+    const li = $("clip-template").content.firstElementChild.cloneNode(true);
+    li.dataset.id = clip.id;
+    li.dataset.channel = clip.channel_id;
+    const video = li.querySelector("video");
+    video.poster = media(clip.thumbnail_url);
+    video.src = media(clip.video_url);
+    fillChannelName(li);
+    li.querySelector(".score").textContent = `score ${clip.score.toFixed(2)}`;
+    const length = clip.stream_end - clip.stream_start;
+    li.querySelector(".range").textContent =
+      `${clock(clip.stream_start)} – ${clock(clip.stream_end)} (${Math.round(length)} s)`;
+    const created = new Date(clip.created_at);
+    const time = li.querySelector(".created");
+    time.dateTime = clip.created_at;
+    time.textContent = created.toLocaleString();
+    const signals = li.querySelector(".signals");
+    const fired = Object.entries(clip.signals || {}).sort((a, b) => b[1] - a[1]);
+    for (const [name, value] of fired) {
+      const chip = el("li", "signal");
+      chip.append(el("span", "sig-name", name), el("span", "sig-value", value.toFixed(2)));
+      signals.append(chip);
+    }
+    const transcript = li.querySelector(".transcript");
+    if (clip.transcript && clip.transcript.trim()) transcript.textContent = clip.transcript.trim();
+    else transcript.remove();
+    return li;
+  }
+
+  function addClip(clip, { fresh = false } = {}) {
+    if (!watched().includes(clip.channel_id)) return;
+    const seen = state.lastSeen.get(clip.channel_id);
+    if (!seen || clip.id > seen) state.lastSeen.set(clip.channel_id, clip.id);
+    if (state.clips.has(clip.id)) return;
+    const li = renderClip(clip);
+    if (fresh) li.classList.add("fresh");
+    // newest first, ordered by (time-ordered) clip id
+    const list = $("clips");
+    let before = null;
+    for (const other of list.children) {
+      if (other.dataset.id < clip.id) {
+        before = other;
+        break;
+      }
+    }
+    list.insertBefore(li, before);
+    state.clips.set(clip.id, li);
+    while (list.children.length > MAX_SHOWN) {
+      const last = list.lastElementChild;
+      state.clips.delete(last.dataset.id);
+      last.remove();
+    }
+    $("empty").hidden = true;
+  }
+
+  async function loadRecent() {
+    const ids = watched();
+    if (!ids.length) {
+      $("empty").hidden = state.clips.size > 0;
+      return;
+    }
+    const query = new URLSearchParams({ limit: String(RECENT) });
+    if (state.pick !== ALL) query.set("channel_id", state.pick);
+    const { items } = await api(`/api/clips?${query}`);
+    for (const clip of items) addClip(clip);
+    $("empty").hidden = state.clips.size > 0;
+  }
+
+  // -- live ----------------------------------------------------------------------------
+  function subscribe(channelId) {
+    const socket = state.socket;
+    if (!socket || !socket.connected || state.subscribed.has(channelId)) return;
+    state.subscribed.add(channelId);
+    const msg = { channel_id: channelId };
+    const last = state.lastSeen.get(channelId);
+    if (last) msg.last_clip_id = last; // resume: the server sends what we missed, in order
+    socket.emit("subscribe", msg, (ack) => {
+      if (ack && ack.ok) return;
+      state.subscribed.delete(channelId);
+      const err = (ack && ack.error) || { code: "error", message: "no answer" };
+      if (err.code === "not_found") return; // deleted meanwhile; the next refresh drops it
+      notice(`Live updates for a channel failed (${err.message}); retrying…`);
+      setTimeout(() => {
+        notice("");
+        subscribe(channelId);
+      }, 3000);
+    });
+  }
+
+  function syncSubscriptions() {
+    const want = new Set(watched());
+    for (const id of [...state.subscribed]) {
+      if (!want.has(id)) {
+        state.subscribed.delete(id);
+        if (state.socket) state.socket.emit("unsubscribe", { channel_id: id });
+      }
+    }
+    for (const id of want) subscribe(id);
+  }
+
+  function connect() {
+    const socket = io({ auth: { token: state.key } });
+    state.socket = socket;
+    setConn("connecting", "connecting…");
+    socket.on("connect", async () => {
+      setConn("live", "live");
+      state.subscribed.clear();
+      syncSubscriptions(); // with last_clip_id where we have one
+      try {
+        await loadRecent(); // merges; covers channels with nothing seen yet
+      } catch (e) {
+        if (e instanceof Unauthorized) return askKey(e.message);
+        notice(`Could not load clips: ${e.message}`);
+      }
+    });
+    socket.on("disconnect", () => {
+      state.subscribed.clear();
+      setConn("connecting", "reconnecting…");
+    });
+    socket.on("connect_error", (err) => {
+      if (err && err.data && err.data.code === "unauthorized") {
+        askKey("The API key was refused.");
+      } else {
+        setConn("offline", "offline — retrying");
+      }
+    });
+    socket.on("clip", (clip) => addClip(clip, { fresh: true }));
+  }
+
+  async function start() {
+    $("login").hidden = true;
+    setConn("connecting", "loading…");
+    try {
+      await loadChannels();
+    } catch (e) {
+      if (e instanceof Unauthorized) return askKey("The API key was refused.");
+      setConn("offline", "offline");
+      notice(`Could not reach the server: ${e.message}`);
+      setTimeout(start, 5000);
+      return;
+    }
+    localStorage.setItem(KEY_STORE, state.key);
+    $("main").hidden = false;
+    $("picker").hidden = false;
+    $("forget").hidden = false;
+    notice("");
+    connect();
+    state.refresh = setInterval(async () => {
+      try {
+        await loadChannels();
+        syncSubscriptions();
+      } catch (e) {
+        if (e instanceof Unauthorized) askKey("The API key was refused.");
+      }
+    }, 10000);
+  }
+
+  // -- wiring --------------------------------------------------------------------------
+  $("channel").addEventListener("change", async (ev) => {
+    state.pick = ev.target.value;
+    localStorage.setItem(PICK_STORE, state.pick);
+    $("clips").replaceChildren();
+    state.clips.clear();
+    renderChannels();
+    syncSubscriptions();
+    try {
+      await loadRecent();
+    } catch (e) {
+      notice(`Could not load clips: ${e.message}`);
+    }
+  });
+
+  $("key-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    state.key = $("key").value.trim();
+    if (state.key) start();
+  });
+
+  $("forget").addEventListener("click", () => {
+    localStorage.removeItem(KEY_STORE);
+    askKey("");
+  });
+
+  const params = new URLSearchParams(location.search);
+  const fromUrl = params.get("key");
+  if (fromUrl) {
+    // keep the key out of the address bar and the history once read
+    params.delete("key");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+  }
+  state.key = fromUrl || localStorage.getItem(KEY_STORE) || "";
+  if (state.key) start();
+  else askKey("");
+})();

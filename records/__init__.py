@@ -1,0 +1,1 @@
+"""Records livecut exchanges and keeps: the wire schema, settings and the Postgres store."""

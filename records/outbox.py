@@ -1,0 +1,84 @@
+"""Outbox relay: moves committed notifications from Postgres to a Redis stream per channel.
+
+At least once: a row is marked delivered only after XADD succeeded, so a Redis or Postgres
+outage delays delivery but loses nothing; subscribers dedupe by clip id.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+import msgspec
+import redis.asyncio as aioredis
+
+from records.store import OUTBOX_CHANNEL, Store
+from records.wire import clip_stream_key
+
+log = logging.getLogger(__name__)
+
+STREAM_MAXLEN = 10_000  # per channel; Postgres keeps the full history
+
+
+class OutboxRelay:
+    def __init__(self, store: Store, redis: aioredis.Redis, dsn: str, *, poll_interval: float = 1.0):
+        self.store = store
+        self.redis = redis
+        self.dsn = dsn
+        self.poll_interval = poll_interval
+        self.delivered = 0
+        self._wake = asyncio.Event()
+
+    async def drain(self) -> int:
+        """Deliver every pending notification, in commit order; returns how many."""
+        total = 0
+        while rows := await self.store.pending_notifications(limit=200):
+            for row in rows:
+                await self.redis.xadd(
+                    clip_stream_key(row["channel_id"]),
+                    {"data": msgspec.json.encode(row["payload"])},
+                    maxlen=STREAM_MAXLEN,
+                    approximate=True,
+                )
+            await self.store.mark_delivered([r["id"] for r in rows])
+            total += len(rows)
+        self.delivered += total
+        return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listener = asyncio.create_task(self._listen(stop))
+        backoff = 0.5
+        try:
+            while not stop.is_set():
+                try:
+                    await self.drain()
+                    backoff = 0.5
+                except (OSError, asyncpg.PostgresError, aioredis.RedisError, asyncpg.InterfaceError) as exc:
+                    log.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            listener.cancel()
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """LISTEN for commits so delivery does not wait for the poll interval."""
+        while not stop.is_set():
+            try:
+                conn = await asyncpg.connect(self.dsn)
+                try:
+                    await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+                    while not stop.is_set() and not conn.is_closed():
+                        await asyncio.sleep(1.0)
+                finally:
+                    await conn.close(timeout=2)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the poll loop still delivers; reconnect quietly
+                log.debug("outbox listener: %s", exc)
+                await asyncio.sleep(2.0)

@@ -1,0 +1,52 @@
+"""Process-wide settings: flags and environment, resolved once at start."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    data_dir: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    rtmp_port: int = 1935
+    public_host: str = ""  # host name clients use in URLs; defaults to host
+    database_url: str = ""  # empty: start an embedded PostgreSQL in data_dir
+    redis_url: str = ""  # empty: start an embedded Redis in data_dir
+    ray_address: str = ""  # empty: start a local Ray instance
+    api_key: str = ""
+    allow_private_urls: bool = False  # let url sources reach loopback/private hosts
+
+    @property
+    def advertised_host(self) -> str:
+        if self.public_host:
+            return self.public_host
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.advertised_host}:{self.port}"
+
+    @property
+    def rtmp_url(self) -> str:
+        return f"rtmp://{self.advertised_host}:{self.rtmp_port}/live"
+
+    def path(self, *parts: str) -> Path:
+        return Path(self.data_dir, *parts)
+
+
+def load_api_key(data_dir: str) -> str:
+    """``LIVECUT_API_KEY`` if set, else a key generated once and kept in the data dir."""
+    if key := os.environ.get("LIVECUT_API_KEY"):
+        return key
+    path = Path(data_dir, "api_key")
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(24)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key

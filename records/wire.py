@@ -1,0 +1,141 @@
+"""The one wire schema (msgspec) for signals, events, clips and notifications.
+
+Everything here is plain data: no I/O. Detectors, actors, the store and the gateway
+all speak these types, so a clip looks the same in Postgres, Redis and Socket.IO.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class Signal(msgspec.Struct, frozen=True):
+    """One detector observation at a point of stream time."""
+
+    name: str  # "loudness", "keyword", "scene", ...
+    t: float  # seconds of stream time
+    value: float  # strength; 1.0 means "clearly fired" for that detector
+    detail: str = ""  # e.g. the keyword heard
+
+
+class Word(msgspec.Struct, frozen=True):
+    """A recognised word with stream-time bounds."""
+
+    start: float
+    end: float
+    text: str
+    probability: float = 1.0
+
+
+class MomentEvent(msgspec.Struct, frozen=True):
+    """Fusion output: the score crossed the threshold at stream time ``t``."""
+
+    t: float
+    score: float
+    signals: dict[str, float]  # contribution of each signal name to the score
+
+
+class ClipNotification(msgspec.Struct, frozen=True):
+    """What subscribers receive as the Socket.IO ``clip`` event (the public contract)."""
+
+    id: str
+    channel_id: str
+    stream_start: float
+    stream_end: float
+    score: float
+    signals: dict[str, float]
+    transcript: str
+    video_url: str
+    thumbnail_url: str
+    created_at: str  # ISO 8601, UTC
+
+
+ChannelStatus = Literal["waiting", "live", "offline", "error"]
+SourceKind = Literal["rtmp", "url"]
+
+
+class ChannelCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /api/channels``."""
+
+    name: str
+    source: SourceKind
+    url: str | None = None
+    settings: dict = {}
+
+
+class Health(msgspec.Struct):
+    """What a stream actor reports about itself every few seconds."""
+
+    seconds_buffered: float = 0.0
+    ingest_lag: float = 0.0  # wall-clock seconds the ring buffer is behind the source
+    detector_lag: float = 0.0  # stream seconds the detectors are behind the ring buffer
+    stream_time: float = 0.0  # newest stream time buffered
+    clips: int = 0
+    events: int = 0
+    cpu_seconds: float = 0.0  # process CPU seconds since the actor started
+    rss_bytes: int = 0
+
+
+class Ingest(msgspec.Struct):
+    rtmp_url: str
+    stream_key: str
+
+
+class ChannelView(msgspec.Struct):
+    """A channel as the API shows it."""
+
+    id: str
+    name: str
+    source: SourceKind
+    url: str | None
+    status: ChannelStatus
+    status_reason: str
+    settings: dict
+    health: Health | None
+    health_at: str | None
+    created_at: str
+    ingest: Ingest | None = None
+
+
+class ClipRecord(msgspec.Struct):
+    """A stored clip: the Postgres row, as a struct."""
+
+    id: str
+    channel_id: str
+    stream_start: float
+    stream_end: float
+    score: float
+    signals: dict[str, float]
+    transcript: str
+    video_path: str
+    thumbnail_path: str
+    duration: float
+    created_at: str
+
+    def notification(self, base_url: str = "") -> ClipNotification:
+        return ClipNotification(
+            id=self.id,
+            channel_id=self.channel_id,
+            stream_start=self.stream_start,
+            stream_end=self.stream_end,
+            score=self.score,
+            signals=self.signals,
+            transcript=self.transcript,
+            video_url=f"{base_url}/api/clips/{self.id}/video",
+            thumbnail_url=f"{base_url}/api/clips/{self.id}/thumbnail",
+            created_at=self.created_at,
+        )
+
+
+def new_clip_id() -> str:
+    """Time-ordered id: lexicographic order is creation order (used for resume)."""
+    import secrets
+    import time
+
+    return f"{time.time_ns() // 1000:014x}{secrets.token_hex(4)}"
+
+
+def clip_stream_key(channel_id: str) -> str:
+    """The Redis stream that carries a channel's clip notifications."""
+    return f"livecut:clips:{channel_id}"

@@ -1,0 +1,299 @@
+"""The stream actor: thin wiring of source → ring buffer → detectors → fusion → clipper → publisher.
+
+One Ray actor per live channel. Three threads do the blocking work (demux, decode +
+cheap detectors, ASR); the actor's event loop cuts clips and talks to Postgres.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+import psutil
+
+from detectors.speech import load_whisper_model
+from records.store import Store
+from records.wire import ClipRecord, Health, MomentEvent, new_clip_id
+from stream_actor.clipper import cut_clip
+from stream_actor.clock import StreamClock
+from stream_actor.decode import AudioDecoder, KeyframeSampler
+from stream_actor.detection import DetectorPipeline
+from stream_actor.ring_buffer import RingBuffer
+from stream_actor.settings import channel_settings
+from stream_actor.sources import source_for
+
+log = logging.getLogger(__name__)
+
+HEALTH_INTERVAL = 2.0
+
+
+class ActorConfig(msgspec.Struct, kw_only=True):
+    dsn: str
+    data_dir: str
+    base_url: str = ""  # prefix of notification media URLs; empty keeps them relative
+
+
+class PendingClip(msgspec.Struct):
+    event: MomentEvent
+    noticed_at: float  # wall clock, for the transcript wait
+
+
+class StreamActor:
+    def __init__(self, channel: dict, config: ActorConfig):
+        self.channel_id: str = channel["id"]
+        self.kind: str = channel["source"]
+        self.config = config
+        self.settings = channel_settings(channel.get("settings"))
+        self.ring = RingBuffer(Path(config.data_dir, "ring", self.channel_id), self.settings.ring)
+        self.clip_dir = Path(config.data_dir, "clips", self.channel_id)
+        self.clip_dir.mkdir(parents=True, exist_ok=True)
+        self.source = source_for(self.kind, channel.get("url"), self.settings.source)
+        self.status = "waiting"
+        self.status_reason = ""
+        self.stop_event = threading.Event()
+        self.media_q: queue.Queue = queue.Queue(maxsize=2000)
+        self.speech_q: queue.Queue = queue.Queue()
+        self.pending: list[PendingClip] = []
+        self.pending_lock = threading.Lock()
+        self.clips = 0
+        self.events = 0
+        self.session_origin: tuple[float, float] | None = None  # (wall, stream time) at session start
+        self.pipeline: DetectorPipeline | None = None
+        self.store: Store | None = None
+        self.process = psutil.Process()
+        self.cpu_at_start = sum(self.process.cpu_times()[:2])
+        self._threads: list[threading.Thread] = []
+        self._tasks: list[asyncio.Task] = []
+        self._status_changed = asyncio.Event()
+
+    # -- Ray methods ----------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        model = await asyncio.to_thread(load_whisper_model, self.settings.speech)
+        self.pipeline = DetectorPipeline(self.settings, model)
+        self.store = await Store.connect(self.config.dsn, min_size=1, max_size=2)
+        for name, target in (("ingest", self._ingest), ("detect", self._detect), ("asr", self._asr)):
+            thread = threading.Thread(target=target, name=f"{name}-{self.channel_id}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._loop = asyncio.get_running_loop()
+        self._tasks = [asyncio.create_task(self._clip_loop()), asyncio.create_task(self._health_loop())]
+
+    async def ingest_endpoint(self) -> tuple[str, int] | None:
+        """Where the RTMP edge forwards this channel's FLV bytes (push sources only)."""
+        endpoint = getattr(self.source, "endpoint", None)
+        if endpoint is None:
+            return None
+        host, port = endpoint
+        if host in ("0.0.0.0", "", "::"):
+            import ray
+
+            host = ray.util.get_node_ip_address()
+        return host, port
+
+    async def health(self) -> dict:
+        return {"status": self.status, "status_reason": self.status_reason, **msgspec.to_builtins(self._health())}
+
+    async def stop(self) -> None:
+        """Stop ingest, let the detectors drain, finish pending clips, then report offline."""
+        self.stop_event.set()
+        self.source.close()
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join, 10)
+        deadline = time.monotonic() + 15
+        while self.pending and time.monotonic() < deadline:
+            await self._cut_ready(final=True)
+            await asyncio.sleep(0.1)
+        for task in self._tasks:
+            task.cancel()
+        self.status = "offline"
+        if self.store:
+            try:
+                await self.store.report_health(self.channel_id, "offline", self._health())
+            except Exception:  # best effort at shutdown
+                pass
+            await self.store.close()
+
+    # -- threads --------------------------------------------------------------------------
+    def _set_status(self, status: str, reason: str = "") -> None:
+        self.status, self.status_reason = status, reason
+        loop = getattr(self, "_loop", None)
+        if loop:
+            loop.call_soon_threadsafe(self._status_changed.set)
+
+    def _ingest(self) -> None:
+        clock = StreamClock()
+        try:
+            for session in self.source.sessions(self.stop_event):
+                self._run_session(session, clock)
+                if not self.stop_event.is_set():
+                    self._set_status("offline" if self.kind == "rtmp" else "waiting", "input ended")
+        except Exception as exc:
+            log.exception("ingest failed for channel %s", self.channel_id)
+            self._set_status("error", f"ingest: {exc}")
+        finally:
+            self.media_q.put(None)
+
+    def _run_session(self, session, clock: StreamClock) -> None:
+        clock.begin_session()
+        self.ring.begin_session(session.video, session.audio)
+        # Decoders copy the stream parameters now: the container (and its streams) is freed
+        # at session end while packets may still wait in the queue.
+        video = KeyframeSampler(session.video) if session.video is not None else None
+        audio = AudioDecoder(session.audio) if session.audio is not None else None
+        self.media_q.put(("session", video, audio))
+        self.session_origin = None
+        self._set_status("live")
+        try:
+            for packet in session.packets():
+                if self.stop_event.is_set():
+                    break
+                t = clock.packet_time(packet)
+                if t is None:
+                    continue
+                self.ring.write(packet, t)
+                if self.session_origin is None:
+                    self.session_origin = (time.time(), t)
+                kind = packet.stream.type
+                if kind == "audio" or (kind == "video" and packet.is_keyframe):
+                    self.media_q.put((kind, packet, t))
+        except Exception as exc:
+            log.warning("session ended with an error on channel %s: %s", self.channel_id, exc)
+        finally:
+            self.ring.end_session()
+            session.close()
+
+    def _detect(self) -> None:
+        audio = video = None
+        while (item := self.media_q.get()) is not None:
+            kind = item[0]
+            if kind == "session":
+                _, video, audio = item
+                continue
+            _, packet, t = item
+            events: list[MomentEvent] = []
+            try:
+                if kind == "audio" and audio is not None:
+                    for t0, samples in audio.decode(packet, t):
+                        events += self.pipeline.on_audio(t0, samples)
+                        self.speech_q.put((t0, samples))
+                elif kind == "video" and video is not None:
+                    for tf, gray in video.decode(packet, t):
+                        events += self.pipeline.on_frame(tf, gray)
+            except Exception as exc:  # one bad packet must not stop detection
+                log.warning("decode error on channel %s: %s", self.channel_id, exc)
+            self._add_events(events)
+        self.speech_q.put(None)
+
+    def _asr(self) -> None:
+        while (item := self.speech_q.get()) is not None:
+            self._add_events(self.pipeline.on_speech(*item))
+        self._add_events(self.pipeline.flush_speech())
+
+    def _add_events(self, events: list[MomentEvent]) -> None:
+        if events:
+            with self.pending_lock:
+                self.pending += [PendingClip(e, time.monotonic()) for e in events]
+                self.events += len(events)
+
+    # -- event loop -----------------------------------------------------------------------
+    async def _clip_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            try:
+                await self._cut_ready()
+            except Exception:
+                log.exception("clip loop error on channel %s", self.channel_id)
+
+    async def _cut_ready(self, final: bool = False) -> None:
+        opts = self.settings.clip
+        with self.pending_lock:
+            pending = list(self.pending)
+        for item in pending:
+            event = item.event
+            end = event.t + opts.post_roll
+            live = self.status == "live" and not final
+            if live and self.ring.end < end:
+                continue  # post-roll not buffered yet
+            waited = time.monotonic() - item.noticed_at
+            if live and self.pipeline.asr_through < end and waited < opts.transcript_wait + opts.post_roll:
+                continue  # give ASR a moment to reach the clip's end
+            await self._cut_and_commit(event, max(event.t - opts.pre_roll, self.ring.start), min(end, self.ring.end))
+            with self.pending_lock:
+                self.pending.remove(item)
+
+    async def _cut_and_commit(self, event: MomentEvent, start: float, end: float) -> None:
+        clip_id = new_clip_id()
+        video = self.clip_dir / f"{clip_id}.mp4"
+        thumb = self.clip_dir / f"{clip_id}.jpg"
+        try:
+            cut = await asyncio.to_thread(
+                cut_clip, self.ring.segments(start, end), start, end, video, thumb
+            )
+        except Exception as exc:
+            log.warning("clip lost on channel %s at %.1fs: %s", self.channel_id, event.t, exc)
+            await self.store.record_event(self.channel_id, "clip_lost", event, detail=str(exc))
+            return
+        record = ClipRecord(
+            id=clip_id,
+            channel_id=self.channel_id,
+            stream_start=round(cut.start, 3),
+            stream_end=round(cut.end, 3),
+            score=round(event.score, 3),
+            signals={k: round(v, 3) for k, v in event.signals.items()},
+            transcript=self.pipeline.transcript(cut.start, cut.end),
+            video_path=str(video),
+            thumbnail_path=str(thumb),
+            duration=round(cut.duration, 3),
+            created_at="",
+        )
+        backoff = 0.5
+        while True:  # the files are on disk; commit as soon as Postgres answers
+            try:
+                await self.store.commit_clip(record, event, self.config.base_url)
+                break
+            except Exception as exc:
+                log.warning("commit of clip %s failed (%s); retrying", clip_id, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+        self.clips += 1
+
+    async def _health_loop(self) -> None:
+        while True:
+            try:
+                await self.store.report_health(self.channel_id, self.status, self._health())
+                if self.status_reason:
+                    await self.store.set_status(self.channel_id, self.status, self.status_reason)
+            except Exception as exc:
+                log.debug("health report failed: %s", exc)
+            self._status_changed.clear()
+            try:
+                await asyncio.wait_for(self._status_changed.wait(), HEALTH_INTERVAL)
+            except asyncio.TimeoutError:
+                pass
+
+    def _health(self) -> Health:
+        ring_end = self.ring.end
+        ingest_lag = 0.0
+        if self.session_origin and self.status == "live":
+            wall0, t0 = self.session_origin
+            ingest_lag = max(0.0, (time.time() - wall0) - (ring_end - t0))
+        detector_lag = 0.0
+        if self.pipeline is not None and self.status == "live":
+            detector_lag = max(0.0, ring_end - min(self.pipeline.audio_through, self.pipeline.asr_through))
+        cpu = self.process.cpu_times()
+        return Health(
+            seconds_buffered=round(self.ring.seconds_buffered, 3),
+            ingest_lag=round(ingest_lag, 3),
+            detector_lag=round(detector_lag, 3),
+            stream_time=round(ring_end, 3),
+            clips=self.clips,
+            events=self.events,
+            cpu_seconds=round(cpu.user + cpu.system - self.cpu_at_start, 3),
+            rss_bytes=self.process.memory_info().rss,
+        )

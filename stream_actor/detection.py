@@ -1,0 +1,77 @@
+"""One channel's detectors and their fusion, fed from the actor's decode and ASR threads.
+
+No I/O here: decoded audio and frames in, moment events out. The lock only guards the
+fusion and the transcript, which both threads touch.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+
+from detectors.fusion import Fusion
+from detectors.keywords import KeywordSpotter
+from detectors.loudness import LoudnessDetector
+from detectors.scene import SceneChangeDetector
+from detectors.speech import StreamingTranscriber, transcript_between
+from records.wire import MomentEvent, Signal, Word
+from stream_actor.settings import ChannelSettings
+
+TRANSCRIPT_KEEP = 300.0  # seconds of words kept for clip transcripts
+
+
+class DetectorPipeline:
+    def __init__(self, settings: ChannelSettings, whisper_model):
+        self.loudness = LoudnessDetector(settings.loudness)
+        self.scene = SceneChangeDetector(settings.scene)
+        self.transcriber = StreamingTranscriber(whisper_model, settings.speech)
+        self.keywords = KeywordSpotter(settings.keywords)
+        self.fusion = Fusion(settings.fusion)
+        self.words: deque[Word] = deque()
+        self.audio_through = 0.0  # stream time the audio detectors have consumed
+        self.frames_through = 0.0
+        self.signal_counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def on_audio(self, t0: float, samples: np.ndarray) -> list[MomentEvent]:
+        signals = self.loudness.push(t0, samples)
+        self.audio_through = t0 + len(samples) / 16000.0
+        return self._fuse(signals)
+
+    def on_frame(self, t: float, gray: np.ndarray) -> list[MomentEvent]:
+        signals = self.scene.push(t, gray)
+        self.frames_through = t
+        return self._fuse(signals)
+
+    def on_speech(self, t0: float, samples: np.ndarray) -> list[MomentEvent]:
+        words = self.transcriber.push(t0, samples)
+        return self._add_words(words)
+
+    def flush_speech(self) -> list[MomentEvent]:
+        return self._add_words(self.transcriber.flush())
+
+    @property
+    def asr_through(self) -> float:
+        return self.transcriber.transcribed_until
+
+    def transcript(self, start: float, end: float) -> str:
+        with self._lock:
+            return transcript_between(list(self.words), start, end)
+
+    def _add_words(self, words: list[Word]) -> list[MomentEvent]:
+        if not words:
+            return []
+        with self._lock:
+            self.words.extend(words)
+            while self.words and self.words[0].end < words[-1].end - TRANSCRIPT_KEEP:
+                self.words.popleft()
+        return self._fuse(self.keywords.push(words))
+
+    def _fuse(self, signals: list[Signal]) -> list[MomentEvent]:
+        if not signals:
+            return []
+        with self._lock:
+            for s in signals:
+                self.signal_counts[s.name] = self.signal_counts.get(s.name, 0) + 1
+            return self.fusion.push(signals)

@@ -1,0 +1,46 @@
+"""Per-channel settings: every detector, fusion, clip and ring-buffer option, with defaults.
+
+A channel's ``settings`` JSON overrides any subset, e.g.
+``{"fusion": {"threshold": 1.2}, "clip": {"pre_roll": 8}}``. Unknown keys are errors.
+"""
+from __future__ import annotations
+
+import msgspec
+
+from detectors.fusion import FusionOptions
+from detectors.keywords import KeywordOptions
+from detectors.loudness import LoudnessOptions
+from detectors.scene import SceneOptions
+from detectors.speech import SpeechOptions
+from stream_actor.ring_buffer import RingOptions
+
+
+class ClipOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pre_roll: float = 10.0  # seconds before the moment
+    post_roll: float = 5.0  # seconds after the moment
+    transcript_wait: float = 3.0  # longest wait for ASR to reach the clip's end before cutting anyway
+
+
+class ChannelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    loudness: LoudnessOptions = msgspec.field(default_factory=LoudnessOptions)
+    speech: SpeechOptions = msgspec.field(default_factory=SpeechOptions)
+    keywords: KeywordOptions = msgspec.field(default_factory=KeywordOptions)
+    scene: SceneOptions = msgspec.field(default_factory=SceneOptions)
+    fusion: FusionOptions = msgspec.field(default_factory=FusionOptions)
+    clip: ClipOptions = msgspec.field(default_factory=ClipOptions)
+    ring: RingOptions = msgspec.field(default_factory=RingOptions)
+    source: dict = {}  # options of the source plugin (e.g. {"quality": "480p"})
+
+
+def channel_settings(raw: dict | None) -> ChannelSettings:
+    return msgspec.convert(raw or {}, ChannelSettings)
+
+
+def validate_channel_settings(raw: dict) -> dict:
+    """Raise ``msgspec.ValidationError`` on a bad value; store what the user gave."""
+    settings = channel_settings(raw)
+    if settings.clip.pre_roll < 0 or settings.clip.post_roll < 0:
+        raise msgspec.ValidationError("clip.pre_roll and clip.post_roll must be >= 0")
+    if settings.clip.pre_roll + settings.clip.post_roll > settings.ring.max_seconds:
+        raise msgspec.ValidationError("clip.pre_roll + clip.post_roll must fit in ring.max_seconds")
+    return raw

@@ -1,0 +1,54 @@
+"""The RTMP edge: routes each publish, by stream key, to its channel's stream actor."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import ray
+
+from gateway.rtmp.forward import open_tcp_sink
+from gateway.rtmp.server import PublishSink, redact_key
+from records.store import Store
+from supervisor.supervisor import NAMESPACE, stream_actor_name
+
+log = logging.getLogger(__name__)
+
+ACTOR_WAIT = 20.0  # a channel registered a moment ago may still be starting its actor
+
+
+class PublishRouter:
+    def __init__(self, store: Store, supervisor: ray.actor.ActorHandle, app: str = "live"):
+        self.store = store
+        self.supervisor = supervisor
+        self.app = app
+
+    async def __call__(self, app: str, stream_key: str) -> PublishSink | None:
+        if app != self.app:
+            log.info("refused publish to unknown app %r", app)
+            return None
+        channel = await self.store.channel_by_stream_key(stream_key)
+        if channel is None or channel["source"] != "rtmp":
+            log.info("refused publish with unknown stream key %s", redact_key(stream_key))
+            return None
+        endpoint = await self._endpoint(channel["id"])
+        if endpoint is None:
+            log.warning("channel %s has no ready stream actor; publish refused", channel["id"])
+            return None
+        return await open_tcp_sink(*endpoint)
+
+    async def _endpoint(self, channel_id: str) -> tuple[str, int] | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ACTOR_WAIT
+        poked = False
+        while loop.time() < deadline:
+            try:
+                actor = await asyncio.to_thread(ray.get_actor, stream_actor_name(channel_id), NAMESPACE)
+                endpoint = await asyncio.wait_for(actor.ingest_endpoint.remote(), 5)
+                if endpoint:
+                    return tuple(endpoint)
+            except (ValueError, asyncio.TimeoutError, ray.exceptions.RayError):
+                if not poked:
+                    self.supervisor.reconcile.remote()
+                    poked = True
+            await asyncio.sleep(0.25)
+        return None

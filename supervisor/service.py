@@ -1,0 +1,133 @@
+"""``livecut up``: everything on one machine, started in order and stopped in reverse.
+
+PostgreSQL and Redis are the user's (``DATABASE_URL``, ``REDIS_URL``) or embedded ones in the
+data dir; Ray is local or the cluster at ``--ray-address``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import ray
+import redis.asyncio as aioredis
+import uvicorn
+
+from gateway.app import create_app
+from gateway.rtmp.server import RtmpServer
+from records.embedded import EmbeddedRedis, start_postgres
+from records.outbox import OutboxRelay
+from records.settings import Settings
+from records.store import Store
+from supervisor.demo import DemoPublisher, ensure_demo_channel, sample_path
+from supervisor.edge import PublishRouter
+from supervisor.supervisor import NAMESPACE, SUPERVISOR_NAME, Supervisor, SupervisorConfig
+
+log = logging.getLogger("livecut")
+
+
+class SupervisorControl:
+    """What the gateway calls when channels change: a nudge, not a wait."""
+
+    def __init__(self, supervisor):
+        self.supervisor = supervisor
+
+    async def channels_changed(self) -> None:
+        self.supervisor.reconcile.remote()
+
+
+class _Server(uvicorn.Server):
+    def capture_signals(self):  # we own SIGINT/SIGTERM: stop the whole stack, not only uvicorn
+        return contextlib.nullcontext()
+
+
+async def run_service(settings: Settings, *, demo: bool = False) -> None:
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        dsn = settings.database_url
+        if not dsn:
+            dsn, _pg = await asyncio.to_thread(start_postgres, data_dir)
+            log.info("embedded PostgreSQL running in %s", data_dir / "postgres")
+        store = await Store.connect(dsn, max_size=8)
+        stack.push_async_callback(store.close)
+        if applied := await store.migrate():
+            log.info("applied migrations: %s", ", ".join(applied))
+
+        redis_url = settings.redis_url
+        if not redis_url:
+            embedded_redis = EmbeddedRedis(data_dir)
+            stack.callback(embedded_redis.stop)
+            redis_url = embedded_redis.url
+        redis = aioredis.from_url(redis_url)
+        stack.push_async_callback(redis.aclose)
+
+        ray.init(
+            address=settings.ray_address or "local",
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
+        stack.callback(ray.shutdown)
+        supervisor = (
+            ray.remote(Supervisor)
+            .options(
+                name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+                max_restarts=-1, num_cpus=0,
+            )
+            .remote(SupervisorConfig(dsn=dsn, data_dir=str(data_dir)))
+        )
+        await supervisor.start.remote()
+        stack.push_async_callback(_stop_supervisor, supervisor)
+
+        stop_relay = asyncio.Event()
+        relay = asyncio.create_task(OutboxRelay(store, redis, dsn).run(stop_relay))
+        stack.push_async_callback(_stop_task, relay, stop_relay)
+
+        rtmp = RtmpServer(settings.host, settings.rtmp_port, PublishRouter(store, supervisor))
+        await rtmp.start()
+        stack.push_async_callback(rtmp.stop)
+
+        app = create_app(settings, store, redis, SupervisorControl(supervisor))
+        server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=3))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+
+        demo_line = ""
+        if demo:
+            channel = await ensure_demo_channel(store)
+            await supervisor.reconcile.remote()
+            publisher = DemoPublisher(sample_path(), f"rtmp://127.0.0.1:{settings.rtmp_port}/live/{channel['stream_key']}")
+            publisher.start()
+            stack.callback(publisher.stop)
+            demo_line = f"\n  demo:     channel {channel['id']} fed by the bundled sample; clips appear within a minute"
+
+        print(
+            f"\nlivecut is up\n"
+            f"  feed:     {settings.base_url}/?key={settings.api_key}\n"
+            f"  RTMP:     {settings.rtmp_url}/<stream key>   (keys: POST /api/channels)\n"
+            f"  API key:  {settings.api_key}{demo_line}\n"
+            f"  data:     {data_dir}\n"
+            f"Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        await server.serve()
+        log.info("stopping livecut")
+
+
+async def _stop_supervisor(supervisor) -> None:
+    try:
+        await asyncio.wait_for(supervisor.shutdown.remote(), 45)
+    except Exception as exc:
+        log.warning("supervisor shutdown: %s", exc)
+    ray.kill(supervisor, no_restart=True)
+
+
+async def _stop_task(task: asyncio.Task, stop: asyncio.Event) -> None:
+    stop.set()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

@@ -1,0 +1,108 @@
+"""Shared fixtures: a fresh Postgres database and a Redis per test run, real servers only.
+
+Uses the servers at 127.0.0.1:5432 / :6379 when they answer (CI, dev machines), and the
+embedded ones otherwise (a fresh machine), so the suite runs the same everywhere.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from records.store import Store
+
+SYSTEM_PG = os.environ.get("LIVECUT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SYSTEM_REDIS = os.environ.get("LIVECUT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def require_tool(name: str) -> str:
+    """Test peers are required, never skipped: fail loudly when one is missing."""
+    path = shutil.which(name)
+    if not path:
+        pytest.fail(f"required test peer {name!r} is not installed (run deploy/test.sh, which installs it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(tmp_path_factory) -> str:
+    """DSN of a server where tests may create databases."""
+    if _port_open("127.0.0.1", 5432):
+        return SYSTEM_PG
+    from records.embedded import start_postgres
+
+    dsn, _handle = start_postgres(tmp_path_factory.mktemp("pg"))
+    return dsn
+
+
+def _with_database(dsn: str, name: str) -> str:
+    base, _, query = dsn.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return base + ("?" + query if query else "")
+
+
+@pytest.fixture
+def pg_dsn(pg_admin_dsn) -> str:
+    """A fresh, empty database for one test; dropped afterwards."""
+    name = f"livecut_test_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    yield _with_database(pg_admin_dsn, name)
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+async def store(pg_dsn) -> Store:
+    s = await Store.connect(pg_dsn)
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    if _port_open("127.0.0.1", 6379):
+        yield SYSTEM_REDIS
+        return
+    from records.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    return require_tool("ffmpeg")
+
+
+@pytest.fixture(scope="session")
+def espeak() -> str:
+    return require_tool("espeak-ng")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

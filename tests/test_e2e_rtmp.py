@@ -1,0 +1,152 @@
+"""End to end on real parts: `livecut up` (Ray, PostgreSQL, Redis, gateway, RTMP ingest),
+the ffmpeg CLI publishing a generated broadcast over RTMP in real time, and a python-socketio
+subscriber. Each planted moment must give exactly one clip; the calm parts none.
+"""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+
+import asyncpg
+import av
+import pytest
+
+from bench.broadcast import make_broadcast
+from bench.stack import ClipSubscriber, LivecutProcess
+
+pytestmark = pytest.mark.e2e
+
+PRE_ROLL, POST_ROLL = 10.0, 5.0
+
+
+@pytest.fixture(scope="module")
+def e2e_database(pg_admin_dsn):
+    name = f"livecut_e2e_{int(time.time())}"
+
+    async def admin(sql):
+        conn = await asyncpg.connect(pg_admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    base, _, query = pg_admin_dsn.partition("?")
+    yield base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, e2e_database, redis_url, ffmpeg, espeak):
+    """Push the whole broadcast once; the tests below examine what came out."""
+    work = tmp_path_factory.mktemp("e2e")
+    truth = make_broadcast(work / "broadcast.mp4", duration=75.0)
+    stack = LivecutProcess(work / "data", database_url=e2e_database, redis_url=redis_url).start()
+    try:
+        response = stack.api("POST", "/api/channels", json={"name": "e2e", "source": "rtmp"})
+        assert response.status_code == 201, response.text
+        channel = response.json()
+        assert channel["ingest"]["rtmp_url"] == f"rtmp://127.0.0.1:{stack.rtmp_port}/live"
+        stack.wait_channel(channel["id"], lambda c: c["health_at"] is not None)  # actor up
+        subscriber = ClipSubscriber(stack.base_url, stack.api_key, channel["id"])
+        push = subprocess.run(
+            [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(work / "broadcast.mp4"),
+             "-c", "copy", "-f", "flv", f"{channel['ingest']['rtmp_url']}/{channel['ingest']['stream_key']}"],
+            capture_output=True, text=True, timeout=truth.duration + 60,
+        )
+        assert push.returncode == 0, push.stderr
+        clips = subscriber.wait_for(len(truth.moments) + 1, timeout=20)  # +1: prove there is no extra
+        subscriber.close()
+        after = stack.wait_channel(channel["id"], lambda c: c["status"] == "offline", timeout=30)
+        yield {"truth": truth, "clips": clips, "channel": channel, "after_push": after, "dsn": e2e_database,
+               "acks": subscriber.acks, "stack": stack}
+    except BaseException:
+        print(stack.log_tail(200))
+        raise
+    finally:
+        stack.stop()
+
+
+def test_each_planted_moment_gives_exactly_one_clip(run):
+    truth, clips = run["truth"], run["clips"]
+    assert run["acks"] and run["acks"][0]["ok"] is True
+    assert len(clips) == len(truth.moments), [(c["stream_start"], c["stream_end"], c["signals"]) for c in clips]
+    for moment in truth.moments:
+        covering = [c for c in clips if c["stream_start"] <= moment.t <= c["stream_end"]]
+        assert len(covering) == 1, (moment, [(c["stream_start"], c["stream_end"]) for c in clips])
+
+
+def test_calm_parts_give_no_clip(run):
+    planted = [m.t for m in run["truth"].moments]
+    for clip in run["clips"]:
+        assert any(clip["stream_start"] <= t <= clip["stream_end"] for t in planted), clip
+
+
+def test_clips_are_valid_mp4_of_the_right_length(run):
+    stack = run["stack"]
+    for clip in run["clips"]:
+        path = stack.data_dir / "clips" / run["channel"]["id"] / f"{clip['id']}.mp4"
+        with av.open(str(path)) as container:
+            assert container.format.name.startswith("mov,mp4")
+            kinds = sorted(s.type for s in container.streams)
+            assert kinds == ["audio", "video"]
+            duration = container.duration / 1_000_000
+            assert abs(duration - (PRE_ROLL + POST_ROLL)) <= 1.0, duration
+            assert container.streams.video[0].codec_context.name == "h264"
+            frames = sum(1 for _ in container.decode(video=0))
+            assert frames > 0
+        assert abs((clip["stream_end"] - clip["stream_start"]) - (PRE_ROLL + POST_ROLL)) <= 1.0
+        thumb = path.with_suffix(".jpg").read_bytes()
+        assert thumb[:2] == b"\xff\xd8"
+
+
+def test_postgres_rows_match_the_notifications(run):
+    async def rows():
+        conn = await asyncpg.connect(run["dsn"])
+        try:
+            return {r["id"]: dict(r) for r in await conn.fetch("SELECT * FROM clips")}
+        finally:
+            await conn.close()
+
+    stored = asyncio.run(rows())
+    assert set(stored) == {c["id"] for c in run["clips"]}
+    for clip in run["clips"]:
+        row = stored[clip["id"]]
+        assert row["channel_id"] == clip["channel_id"] == run["channel"]["id"]
+        assert row["stream_start"] == pytest.approx(clip["stream_start"])
+        assert row["stream_end"] == pytest.approx(clip["stream_end"])
+        assert row["score"] == pytest.approx(clip["score"])
+        assert row["transcript"] == clip["transcript"]
+        assert clip["video_url"] == f"/api/clips/{clip['id']}/video"
+
+
+def test_publish_end_leaves_channel_offline(run):
+    assert run["after_push"]["status"] == "offline"
+
+
+def test_unknown_stream_key_is_refused(run, ffmpeg):
+    stack = run["stack"]
+    push = subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10",
+         "-t", "3", "-c:v", "libx264", "-f", "flv", stack.rtmp_url("not-a-key")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert push.returncode != 0
+
+
+def test_a_new_publish_with_the_same_key_resumes_the_channel(run, ffmpeg):
+    stack, channel = run["stack"], run["channel"]
+    before = run["after_push"]["health"]["stream_time"]
+    push = subprocess.Popen(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(stack.data_dir.parent / "broadcast.mp4"),
+         "-t", "8", "-c", "copy", "-f", "flv", f"{channel['ingest']['rtmp_url']}/{channel['ingest']['stream_key']}"],
+    )
+    try:
+        live = stack.wait_channel(channel["id"], lambda c: c["status"] == "live", timeout=30)
+        assert push.wait(60) == 0
+    finally:
+        push.kill()
+    after = stack.wait_channel(channel["id"], lambda c: c["status"] == "offline", timeout=30)
+    assert live["id"] == channel["id"]
+    assert after["health"]["stream_time"] > before + 5  # stream time continued, not restarted

@@ -1,0 +1,242 @@
+"""Source plugins: URL claims, RTMP push relayed as FLV over TCP, files, live HLS."""
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from stream_actor.sources import FlvPushSource, NoSource, UrlSource, registry, source_for
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
+
+FFMPEG = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    """4 s of H.264 (B-frames, 2 s GOP) + AAC in MP4."""
+    path = tmp_path_factory.mktemp("media") / "src.mp4"
+    subprocess.run(
+        [*FFMPEG, "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "4",
+         "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p",
+         "-c:a", "aac", "-b:a", "64k", str(path)],
+        check=True,
+    )
+    return path
+
+
+# -- which plugin claims which URL ---------------------------------------------------
+
+CLAIMS = [
+    # url, FlvPushSource, UrlSource
+    ("rtmp://ingest.example.com/live/abc123", True, False),
+    ("rtmps://ingest.example.com/live/abc123", True, False),
+    ("/data/videos/match.mp4", False, True),
+    ("./clip.flv", False, True),
+    ("file:///tmp/match.mp4", False, True),
+    ("https://cdn.example.com/v/match.mp4", False, True),
+    ("http://127.0.0.1:8080/live/index.m3u8?token=x", False, True),
+    ("https://cdn.example.com/live/index.M3U8", False, True),
+    ("hls://cdn.example.com/live/index", False, True),
+    ("hlsvariant://cdn.example.com/live/index", False, True),
+    ("https://www.twitch.tv/somechannel", False, True),  # streamlink plugin
+    ("twitch.tv/somechannel", False, True),  # streamlink plugin, no scheme
+    ("ftp://files.example.com/match.mp4", False, False),
+    ("srt://ingest.example.com:9000", False, False),
+    ("just some words", False, False),
+]
+
+
+@pytest.mark.parametrize("url,flv,pull", CLAIMS)
+def test_plugin_claims(url, flv, pull):
+    assert FlvPushSource.matches(url) is flv
+    assert UrlSource.matches(url) is pull
+
+
+def test_registry_lookup(media):
+    assert {FlvPushSource, UrlSource} <= set(registry())
+    src = source_for("url", str(media), {"realtime": True, "unrelated_setting": 1})
+    assert isinstance(src, UrlSource) and src.options.realtime
+    push = source_for("rtmp", None, {"host": "127.0.0.1"})
+    anywhere = source_for("rtmp", "rtmp://edge/live/key", {"advertise_host": "10.1.2.3"})
+    try:
+        assert isinstance(push, FlvPushSource)
+        assert push.endpoint[0] == "127.0.0.1" and push.endpoint[1] > 0
+        assert anywhere.endpoint[0] == "10.1.2.3" and anywhere.host == "0.0.0.0"
+    finally:
+        push.close()
+        anywhere.close()
+    with pytest.raises(NoSource):
+        source_for("url", "ftp://files.example.com/a.mp4", {})
+    with pytest.raises(NoSource):
+        source_for("carrier-pigeon", None, {})
+
+
+# -- RTMP push (FLV over TCP) ---------------------------------------------------------
+
+
+def push_flv(media: Path, endpoint, seconds: float) -> subprocess.Popen:
+    host, port = endpoint
+    return subprocess.Popen(
+        [*FFMPEG, "-re", "-i", str(media), "-t", str(seconds), "-c", "copy", "-f", "flv",
+         f"tcp://{host}:{port}"],
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_flv_push_sessions(media):
+    src = FlvPushSource("127.0.0.1")
+    stop = threading.Event()
+    pusher = push_flv(media, src.endpoint, 1.5)
+    seen = []
+    try:
+        for session in src.sessions(stop):
+            assert session.video is not None and session.audio is not None
+            assert session.video.codec_context.name == "h264"
+            assert session.audio.codec_context.name == "aac"
+            assert session.video.codec_context.width == 320
+            if not seen:
+                # a second, concurrent connection is closed at once
+                intruder = socket.create_connection(src.endpoint, timeout=3)
+                intruder.settimeout(3)
+                t0 = time.monotonic()
+                try:
+                    assert intruder.recv(1) == b""
+                except ConnectionResetError:
+                    pass
+                assert time.monotonic() - t0 < 1.0
+                intruder.close()
+            kinds = {"video": 0, "audio": 0}
+            for packet in session.packets():
+                kinds[packet.stream.type] += 1
+            seen.append((session.start_latency, kinds))
+            pusher.wait(timeout=10)
+            if len(seen) == 1:  # the publisher reconnects: a new session
+                pusher = push_flv(media, src.endpoint, 1.0)
+            else:
+                stop.set()
+    finally:
+        pusher.kill()
+        src.close()
+    assert len(seen) == 2 and src.refused == 1
+    for latency, kinds in seen:
+        assert latency < 0.5  # small probing: no ~3 s default probe
+        assert kinds["video"] >= 10 and kinds["audio"] >= 30
+
+
+def test_flv_push_stop_interrupts_silent_connection():
+    src = FlvPushSource("127.0.0.1")
+    stop = threading.Event()
+    silent = socket.create_connection(src.endpoint)  # connects, never sends a byte
+    done = threading.Event()
+
+    def consume():
+        for _ in src.sessions(stop):
+            pass
+        done.set()
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    stop.set()
+    try:
+        assert done.wait(3.0), "sessions() did not return after stop"
+    finally:
+        silent.close()
+        src.close()
+
+
+# -- URL: file ------------------------------------------------------------------------
+
+
+def test_url_file_realtime(media):
+    src = UrlSource(str(media), {"realtime": True})
+    stop = threading.Event()
+    sessions = 0
+    stamps = []
+    t0 = time.monotonic()
+    for session in src.sessions(stop):
+        sessions += 1
+        assert session.video is not None and session.audio is not None
+        for packet in session.packets():
+            ts = packet.dts if packet.dts is not None else packet.pts
+            stamps.append((time.monotonic() - t0, float(ts * packet.time_base)))
+    elapsed = time.monotonic() - t0
+    assert sessions == 1  # a file without loop ends the source
+    media_span = stamps[-1][1] - stamps[0][1]
+    assert 3.5 < media_span < 4.2
+    assert media_span - 0.3 < elapsed < media_span + 1.0  # ~1x speed
+    # halfway through the media, about half the wall time has passed
+    mid = min(stamps, key=lambda s: abs(s[1] - stamps[0][1] - media_span / 2))
+    assert abs(mid[0] - media_span / 2) < 0.5
+
+
+def test_url_file_loop(media):
+    src = UrlSource(f"file://{media}", {"loop": True})
+    stop = threading.Event()
+    counts = []
+    for session in src.sessions(stop):
+        counts.append(sum(1 for _ in session.packets()))
+        if len(counts) == 2:
+            stop.set()
+    assert len(counts) == 2 and counts[0] == counts[1] > 50
+
+
+def test_url_missing_file_raises(tmp_path):
+    src = UrlSource(str(tmp_path / "nope.mp4"))
+    with pytest.raises(FileNotFoundError):
+        next(src.sessions(threading.Event()))
+
+
+# -- URL: live HLS through streamlink ------------------------------------------------
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_url_live_hls(tmp_path):
+    writer = subprocess.Popen(
+        [*FFMPEG, "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "15",
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-c:a", "aac",
+         "-f", "hls", "-hls_time", "1", "-hls_list_size", "6", "-hls_flags", "delete_segments",
+         str(tmp_path / "live.m3u8")],
+    )
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/live.m3u8"
+    stop = threading.Event()
+    src = UrlSource(url, {})
+    try:
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "live.m3u8").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        kinds = {"video": 0, "audio": 0}
+        for session in src.sessions(stop):
+            assert session.container.format.name == "mpegts"  # fed through streamlink
+            assert session.video is not None and session.audio is not None
+            for packet in session.packets():
+                kinds[packet.stream.type] += 1
+                if kinds["video"] >= 20 and kinds["audio"] >= 20:
+                    break
+            stop.set()
+        assert kinds["video"] >= 20 and kinds["audio"] >= 20
+    finally:
+        stop.set()
+        src.close()
+        writer.kill()
+        writer.wait()
+        server.shutdown()
+        server.server_close()
