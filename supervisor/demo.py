@@ -6,6 +6,9 @@ real ingest path and needs no ffmpeg binary on the machine.
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
+import sys
 import threading
 import time
 from importlib import resources
@@ -33,28 +36,38 @@ async def ensure_demo_channel(store: Store) -> dict:
 
 
 class DemoPublisher:
-    """Pushes the sample in a loop, paced to real time, one RTMP publish per pass."""
+    """Pushes the sample in a loop, paced to real time, one RTMP publish per pass.
+
+    It runs as a child process: PyAV holds Python's import lock while it connects, which
+    would deadlock the RTMP server's own event loop if both lived in one process.
+    """
 
     def __init__(self, sample: Path, rtmp_url: str):
-        self.sample = sample
-        self.rtmp_url = rtmp_url
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="demo-publisher", daemon=True)
+        self.args = [sys.executable, "-m", "supervisor.demo", str(sample), rtmp_url]
+        self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.thread.start()
+        self.process = subprocess.Popen(self.args, stdin=subprocess.DEVNULL)
 
     def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(5)
-
-    def _run(self) -> None:
-        while not self.stop_event.is_set():
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
             try:
-                push_file(self.sample, self.rtmp_url, self.stop_event)
-            except Exception as exc:  # the server may not be ready yet, or restarting
-                log.info("demo publish: %s; retrying", exc)
-            self.stop_event.wait(2.0)
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def publish_forever(sample: Path, rtmp_url: str) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())  # the parent stops us in order
+    while not stop.is_set():
+        try:
+            push_file(sample, rtmp_url, stop)
+        except Exception as exc:  # the server may not be ready yet, or restarting
+            log.info("demo publish: %s; retrying", exc)
+        stop.wait(2.0)
 
 
 def push_file(path: Path, url: str, stop: threading.Event | None = None, on_packet=None) -> None:
@@ -75,3 +88,8 @@ def push_file(path: Path, url: str, stop: threading.Event | None = None, on_pack
             dst.mux(packet)
             if on_packet is not None:
                 on_packet(t)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s demo: %(message)s")
+    publish_forever(Path(sys.argv[1]), sys.argv[2])
