@@ -106,3 +106,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def livecut_stack(tmp_path_factory, pg_admin_dsn, redis_url):
+    """One real `livecut up` (Ray, gateway, RTMP ingest, supervisor) shared by the e2e tests,
+    on a fresh database. Private URLs are allowed so tests can serve media from loopback."""
+    from bench.stack import LivecutProcess
+
+    name = f"livecut_e2e_{secrets.token_hex(4)}"
+
+    async def admin(sql):
+        conn = await asyncpg.connect(pg_admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    stack = LivecutProcess(
+        tmp_path_factory.mktemp("stack") / "data",
+        database_url=_with_database(pg_admin_dsn, name),
+        redis_url=redis_url,
+        extra_args=["--allow-private-urls"],
+    ).start()
+    stack.database_url = _with_database(pg_admin_dsn, name)
+    try:
+        yield stack
+    finally:
+        code = stack.stop()
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    assert code == 0, f"livecut up exited with {code} on SIGINT:\n{stack.log_tail()}"

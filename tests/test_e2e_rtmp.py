@@ -13,7 +13,7 @@ import av
 import pytest
 
 from bench.broadcast import make_broadcast
-from bench.stack import ClipSubscriber, LivecutProcess
+from bench.stack import ClipSubscriber
 
 pytestmark = pytest.mark.e2e
 
@@ -21,28 +21,11 @@ PRE_ROLL, POST_ROLL = 10.0, 5.0
 
 
 @pytest.fixture(scope="module")
-def e2e_database(pg_admin_dsn):
-    name = f"livecut_e2e_{int(time.time())}"
-
-    async def admin(sql):
-        conn = await asyncpg.connect(pg_admin_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
-    base, _, query = pg_admin_dsn.partition("?")
-    yield base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
-    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, e2e_database, redis_url, ffmpeg, espeak):
+def run(tmp_path_factory, livecut_stack, ffmpeg, espeak):
     """Push the whole broadcast once; the tests below examine what came out."""
     work = tmp_path_factory.mktemp("e2e")
     truth = make_broadcast(work / "broadcast.mp4", duration=75.0)
-    stack = LivecutProcess(work / "data", database_url=e2e_database, redis_url=redis_url).start()
+    stack = livecut_stack
     try:
         response = stack.api("POST", "/api/channels", json={"name": "e2e", "source": "rtmp"})
         assert response.status_code == 201, response.text
@@ -59,13 +42,11 @@ def run(tmp_path_factory, e2e_database, redis_url, ffmpeg, espeak):
         clips = subscriber.wait_for(len(truth.moments) + 1, timeout=20)  # +1: prove there is no extra
         subscriber.close()
         after = stack.wait_channel(channel["id"], lambda c: c["status"] == "offline", timeout=30)
-        yield {"truth": truth, "clips": clips, "channel": channel, "after_push": after, "dsn": e2e_database,
-               "acks": subscriber.acks, "stack": stack}
     except BaseException:
         print(stack.log_tail(200))
         raise
-    finally:
-        stack.stop()
+    yield {"truth": truth, "clips": clips, "channel": channel, "after_push": after, "dsn": stack.database_url,
+           "acks": subscriber.acks, "stack": stack, "media": work / "broadcast.mp4"}
 
 
 def test_each_planted_moment_gives_exactly_one_clip(run):
@@ -105,7 +86,7 @@ def test_postgres_rows_match_the_notifications(run):
     async def rows():
         conn = await asyncpg.connect(run["dsn"])
         try:
-            return {r["id"]: dict(r) for r in await conn.fetch("SELECT * FROM clips")}
+            return {r["id"]: dict(r) for r in await conn.fetch("SELECT * FROM clips WHERE channel_id = $1", run["channel"]["id"])}
         finally:
             await conn.close()
 
@@ -139,7 +120,7 @@ def test_a_new_publish_with_the_same_key_resumes_the_channel(run, ffmpeg):
     stack, channel = run["stack"], run["channel"]
     before = run["after_push"]["health"]["stream_time"]
     push = subprocess.Popen(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(stack.data_dir.parent / "broadcast.mp4"),
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(run["media"]),
          "-t", "8", "-c", "copy", "-f", "flv", f"{channel['ingest']['rtmp_url']}/{channel['ingest']['stream_key']}"],
     )
     try:
