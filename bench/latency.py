@@ -10,6 +10,7 @@ Uses DATABASE_URL / REDIS_URL when set, else the embedded servers.
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 import bisect
 import os
 import statistics
@@ -69,15 +70,17 @@ def main() -> None:
 
     print(f"\nlivecut latency bench: {args.rounds} x {args.duration:.0f} s broadcast, {expected} planted moments, "
           f"{len(clips)} clips, {os.cpu_count()} cores")
-    print(f"{'clip':>26} {'stream_end':>10} {'latency_s':>9}  signals")
+    print(f"{'clip':>26} {'stream_end':>10} {'latency_s':>9} {'to_commit':>9} {'delivery':>8}  signals")
     latencies = []
     for clip, arrived in zip(clips, subscriber.arrivals):
         i = bisect.bisect_left(pushed_t, clip["stream_end"])
         if i >= len(pushed_wall):
             continue
         latency = arrived - pushed_wall[i]
+        committed = datetime.fromisoformat(clip["created_at"].replace("Z", "+00:00")).timestamp()
         latencies.append(latency)
-        print(f"{clip['id']:>26} {clip['stream_end']:>10.2f} {latency:>9.2f}  {clip['signals']}")
+        print(f"{clip['id']:>26} {clip['stream_end']:>10.2f} {latency:>9.2f} {committed - pushed_wall[i]:>9.2f} "
+              f"{arrived - committed:>8.2f}  {clip['signals']}")
     if latencies:
         print(f"latency p50 {percentile(latencies, 0.5):.2f} s, p95 {percentile(latencies, 0.95):.2f} s, "
               f"max {max(latencies):.2f} s (target p95 <= 3 s)")

@@ -39,7 +39,7 @@ class ActorConfig(msgspec.Struct, kw_only=True):
 
 class PendingClip(msgspec.Struct):
     event: MomentEvent
-    noticed_at: float  # wall clock, for the transcript wait
+    buffered_at: float | None = None  # monotonic time its post-roll was buffered
 
 
 class StreamActor:
@@ -57,6 +57,7 @@ class StreamActor:
         self.stop_event = threading.Event()
         self.media_q: queue.Queue = queue.Queue(maxsize=2000)
         self.speech_q: queue.Queue = queue.Queue()
+        self.asr_flush_to = 0.0  # a clip waits for the transcript up to here: transcribe now
         self.pending: list[PendingClip] = []
         self.pending_lock = threading.Lock()
         self.clips = 0
@@ -191,14 +192,27 @@ class StreamActor:
         self.speech_q.put(None)
 
     def _asr(self) -> None:
-        while (item := self.speech_q.get()) is not None:
-            self._add_events(self.pipeline.on_speech(*item))
+        fed_until = 0.0
+        while True:
+            try:
+                item = self.speech_q.get(timeout=0.05)
+            except queue.Empty:
+                item = ()
+            if item is None:
+                break
+            if item:
+                t0, samples = item
+                self._add_events(self.pipeline.on_speech(t0, samples))
+                fed_until = t0 + len(samples) / 16000.0
+            if self.pipeline.asr_through < self.asr_flush_to <= fed_until:
+                # a clip is ready to cut: transcribe the partial chunk rather than wait for a pause
+                self._add_events(self.pipeline.flush_speech())
         self._add_events(self.pipeline.flush_speech())
 
     def _add_events(self, events: list[MomentEvent]) -> None:
         if events:
             with self.pending_lock:
-                self.pending += [PendingClip(e, time.monotonic()) for e in events]
+                self.pending += [PendingClip(e) for e in events]
                 self.events += len(events)
 
     # -- event loop -----------------------------------------------------------------------
@@ -220,9 +234,11 @@ class StreamActor:
             live = self.status == "live" and not final
             if live and self.ring.end < end:
                 continue  # post-roll not buffered yet
-            waited = time.monotonic() - item.noticed_at
-            if live and self.pipeline.asr_through < end and waited < opts.transcript_wait + opts.post_roll:
-                continue  # give ASR a moment to reach the clip's end
+            if item.buffered_at is None:
+                item.buffered_at = time.monotonic()
+            if live and self.pipeline.asr_through < end and time.monotonic() - item.buffered_at < opts.transcript_wait:
+                self.asr_flush_to = max(self.asr_flush_to, end)
+                continue  # the ASR thread is transcribing up to the clip's end
             await self._cut_and_commit(event, max(event.t - opts.pre_roll, self.ring.start), min(end, self.ring.end))
             with self.pending_lock:
                 self.pending.remove(item)

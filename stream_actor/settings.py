@@ -18,7 +18,7 @@ from stream_actor.ring_buffer import RingOptions
 class ClipOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pre_roll: float = 10.0  # seconds before the moment
     post_roll: float = 5.0  # seconds after the moment
-    transcript_wait: float = 3.0  # longest wait for ASR to reach the clip's end before cutting anyway
+    transcript_wait: float = 1.5  # once the post-roll is buffered, longest wait for ASR to reach the clip's end
 
 
 class ChannelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

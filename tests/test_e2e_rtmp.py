@@ -131,3 +131,15 @@ def test_a_new_publish_with_the_same_key_resumes_the_channel(run, ffmpeg):
     after = stack.wait_channel(channel["id"], lambda c: c["status"] == "offline", timeout=30)
     assert live["id"] == channel["id"]
     assert after["health"]["stream_time"] > before + 5  # stream time continued, not restarted
+
+
+def test_transcripts_reach_the_clip_end(run):
+    """Cutting early for latency must not cost the transcript: the keyword clip's own words
+    (said 5 s before its end) are in it, and every clip has text from the calm speech."""
+    keyword_moments = [m for m in run["truth"].moments if m.kind == "keyword"]
+    for moment in keyword_moments:
+        clip = next(c for c in run["clips"] if c["stream_start"] <= moment.t <= c["stream_end"])
+        assert "god" in clip["transcript"].lower(), clip["transcript"]
+        assert clip["signals"].get("keyword", 0) >= 1.0
+    for clip in run["clips"]:
+        assert len(clip["transcript"].split()) >= 10, clip
