@@ -13,7 +13,6 @@ import argparse
 from datetime import datetime
 import bisect
 import os
-import statistics
 import tempfile
 import threading
 import time

@@ -10,12 +10,11 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
-from pathlib import Path
 
 import asyncpg
 import pytest
 
+from bench.stack import free_port  # noqa: F401  (tests import it from here)
 from records.store import Store
 
 SYSTEM_PG = os.environ.get("LIVECUT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -49,6 +48,17 @@ def pg_admin_dsn(tmp_path_factory) -> str:
     return dsn
 
 
+def _admin(dsn: str, sql: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def _with_database(dsn: str, name: str) -> str:
     base, _, query = dsn.partition("?")
     base = base.rsplit("/", 1)[0] + "/" + name
@@ -59,17 +69,9 @@ def _with_database(dsn: str, name: str) -> str:
 def pg_dsn(pg_admin_dsn) -> str:
     """A fresh, empty database for one test; dropped afterwards."""
     name = f"livecut_test_{secrets.token_hex(4)}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_admin_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    _admin(pg_admin_dsn, f"CREATE DATABASE {name}")
     yield _with_database(pg_admin_dsn, name)
-    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    _admin(pg_admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -102,12 +104,6 @@ def espeak() -> str:
     return require_tool("espeak-ng")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def livecut_stack(tmp_path_factory, pg_admin_dsn, redis_url):
     """One real `livecut up` (Ray, gateway, RTMP ingest, supervisor) shared by the e2e tests,
@@ -115,15 +111,7 @@ def livecut_stack(tmp_path_factory, pg_admin_dsn, redis_url):
     from bench.stack import LivecutProcess
 
     name = f"livecut_e2e_{secrets.token_hex(4)}"
-
-    async def admin(sql):
-        conn = await asyncpg.connect(pg_admin_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    _admin(pg_admin_dsn, f"CREATE DATABASE {name}")
     stack = LivecutProcess(
         tmp_path_factory.mktemp("stack") / "data",
         database_url=_with_database(pg_admin_dsn, name),
@@ -135,5 +123,5 @@ def livecut_stack(tmp_path_factory, pg_admin_dsn, redis_url):
         yield stack
     finally:
         code = stack.stop()
-        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        _admin(pg_admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     assert code == 0, f"livecut up exited with {code} on SIGINT:\n{stack.log_tail()}"

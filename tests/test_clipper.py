@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import struct
 import subprocess
 import time
@@ -16,7 +15,7 @@ from stream_actor.clipper import NotBuffered, cut_clip
 from stream_actor.clock import StreamClock
 from stream_actor.ring_buffer import RingBuffer, RingOptions
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
+pytestmark = pytest.mark.usefixtures("ffmpeg")  # a required peer: fails loudly when missing
 
 FFMPEG = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
 FPS = 15

@@ -1,7 +1,6 @@
 """Decoders for the detectors: 16 kHz mono audio, keyframe-only tiny gray images."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from stream_actor.clock import StreamClock
 from stream_actor.decode import AudioDecoder, KeyframeSampler, decoder_for
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
+pytestmark = pytest.mark.usefixtures("ffmpeg")  # a required peer: fails loudly when missing
 
 FFMPEG = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
 

@@ -1,7 +1,6 @@
 """The embedded Redis a fresh machine falls back to: starts, serves streams, stops cleanly,
 and a stale one left by a killed livecut is replaced rather than duplicated."""
 import os
-import signal
 
 import psutil
 import redis

@@ -1,7 +1,6 @@
 """Disk ring buffer: keyframe-aligned MPEG-TS segments, eviction, discontinuities."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from stream_actor.ring_buffer import (
     file_time,
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
+pytestmark = pytest.mark.usefixtures("ffmpeg")  # a required peer: fails loudly when missing
 
 FFMPEG = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
 FPS = 15

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import shutil
 import socket
 import subprocess
 import threading
@@ -14,7 +13,7 @@ import pytest
 
 from stream_actor.sources import FlvPushSource, NoSource, UrlSource, registry, source_for
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
+pytestmark = pytest.mark.usefixtures("ffmpeg")  # a required peer: fails loudly when missing
 
 FFMPEG = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
 

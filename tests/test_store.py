@@ -1,6 +1,5 @@
 """The store against a real Postgres: migrations, the clip outbox and resume order."""
 import msgspec
-import pytest
 
 from records.outbox import OutboxRelay
 from records.wire import ChannelCreate, ClipRecord, MomentEvent, clip_stream_key, new_clip_id
