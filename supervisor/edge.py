@@ -21,6 +21,7 @@ class PublishRouter:
         self.store = store
         self.supervisor = supervisor
         self.app = app
+        self.publishing: set[str] = set()  # channel ids with a publish in progress
 
     async def __call__(self, app: str, stream_key: str) -> PublishSink | None:
         if app != self.app:
@@ -30,11 +31,21 @@ class PublishRouter:
         if channel is None or channel["source"] != "rtmp":
             log.info("refused publish with unknown stream key %s", redact_key(stream_key))
             return None
-        endpoint = await self._endpoint(channel["id"])
-        if endpoint is None:
-            log.warning("channel %s has no ready stream actor; publish refused", channel["id"])
+        channel_id = channel["id"]
+        if channel_id in self.publishing:
+            log.info("refused a second publisher on live channel %s", channel_id)
             return None
-        return await open_tcp_sink(*endpoint)
+        self.publishing.add(channel_id)  # before any await: two racing publishes cannot both pass
+        try:
+            endpoint = await self._endpoint(channel_id)
+            if endpoint is None:
+                log.warning("channel %s has no ready stream actor; publish refused", channel_id)
+                self.publishing.discard(channel_id)
+                return None
+            return _ReleasingSink(await open_tcp_sink(*endpoint), lambda: self.publishing.discard(channel_id))
+        except BaseException:
+            self.publishing.discard(channel_id)
+            raise
 
     async def _endpoint(self, channel_id: str) -> tuple[str, int] | None:
         loop = asyncio.get_running_loop()
@@ -52,3 +63,20 @@ class PublishRouter:
                     poked = True
             await asyncio.sleep(0.25)
         return None
+
+
+class _ReleasingSink:
+    """Forwards to the actor; frees the channel for the next publisher when the publish ends."""
+
+    def __init__(self, sink: PublishSink, release):
+        self.sink = sink
+        self.release = release
+
+    async def write(self, data: bytes) -> None:
+        await self.sink.write(data)
+
+    async def close(self) -> None:
+        try:
+            await self.sink.close()
+        finally:
+            self.release()

@@ -142,3 +142,25 @@ def test_transcripts_reach_the_clip_end(run):
         assert clip["signals"].get("keyword", 0) >= 1.0
     for clip in run["clips"]:
         assert len(clip["transcript"].split()) >= 10, clip
+
+
+def test_a_second_publisher_on_a_live_key_is_refused(run, ffmpeg):
+    stack, channel = run["stack"], run["channel"]
+    url = f"{channel['ingest']['rtmp_url']}/{channel['ingest']['stream_key']}"
+    first = subprocess.Popen(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(run["media"]), "-t", "12",
+         "-c", "copy", "-f", "flv", url],
+    )
+    try:
+        stack.wait_channel(channel["id"], lambda c: c["status"] == "live", timeout=30)
+        second = subprocess.run(
+            [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(run["media"]), "-t", "3",
+             "-c", "copy", "-f", "flv", url],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert second.returncode != 0
+        assert first.poll() is None  # the first publisher was not disturbed
+        assert first.wait(60) == 0
+    finally:
+        first.kill()
+    stack.wait_channel(channel["id"], lambda c: c["status"] == "offline", timeout=30)
