@@ -46,6 +46,7 @@ class LivecutProcess:
             "--data-dir", str(self.data_dir), *(extra_args or []),
         ]
         self.process: subprocess.Popen | None = None
+        self.leftovers: list[str] = []
         self.log_path = self.data_dir / "livecut.log"
 
     @property
@@ -80,11 +81,30 @@ class LivecutProcess:
             return self.process.returncode if self.process else 0
         self.process.send_signal(signal.SIGINT)
         try:
-            return self.process.wait(timeout)
+            code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
             raise
+        self.leftovers = self._wait_group_empty(15.0)
+        return code
+
+    def _wait_group_empty(self, timeout: float) -> list[str]:
+        """Processes still in livecut's process group (Ray's, the demo publisher...) after it exited."""
+        import psutil
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left = []
+            for proc in psutil.process_iter(["pid", "cmdline"]):
+                try:
+                    if os.getpgid(proc.pid) == self.process.pid:
+                        left.append(" ".join(proc.info["cmdline"] or [])[:120])
+                except (ProcessLookupError, psutil.Error):
+                    continue
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.5)
 
     def log_tail(self, lines: int = 80) -> str:
         try:

@@ -125,3 +125,4 @@ def livecut_stack(tmp_path_factory, pg_admin_dsn, redis_url):
         code = stack.stop()
         _admin(pg_admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     assert code == 0, f"livecut up exited with {code} on SIGINT:\n{stack.log_tail()}"
+    assert not stack.leftovers, f"processes left after Ctrl-C: {stack.leftovers}"
