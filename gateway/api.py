@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.auth import require_key, require_media_key
-from gateway.errors import error_body, invalid, not_found
+from gateway.errors import ApiError, error_body, invalid, not_found
 from records.settings import Settings
 from records.store import Store, channel_view, iso
 from records.wire import ChannelCreate
@@ -30,8 +30,16 @@ MAX_BODY = 64 * 1024
 NETWORK_SCHEMES = {"http", "https", "hls", "rtmp", "rtmps", "rtsp"}
 
 
+class StreamLimit(msgspec.Struct):
+    limit: int  # most active channels allowed now
+    why: str  # which setting sets it, for the error message
+
+
 class ChannelControl(Protocol):
     async def channels_changed(self) -> None:  # pokes the supervisor to reconcile now
+        ...
+
+    async def stream_limit(self) -> StreamLimit | None:  # admission control; None: unlimited
         ...
 
 
@@ -232,7 +240,10 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         if len(body) > MAX_BODY:
             raise invalid(f"request body is larger than {MAX_BODY} bytes")
         create, channel_settings = parse_channel_create(body, settings)
-        row = await store.create_channel(create, channel_settings)
+        limit = await control.stream_limit()
+        row = await store.create_channel_within(create, channel_settings, limit.limit if limit else None)
+        if row is None:  # refused before any actor exists: nothing half-started
+            raise ApiError(409, "limit_exceeded", f"stream limit reached: {limit.limit} active channels ({limit.why})")
         await poke()
         return MsgspecResponse(view(row), status_code=201)
 

@@ -19,6 +19,10 @@ class Settings(msgspec.Struct, kw_only=True):
     ray_address: str = ""  # empty: start a local Ray instance
     api_key: str = ""
     allow_private_urls: bool = False  # let url sources reach loopback/private hosts
+    streams_per_node: int = 6  # stream slots a local Ray node advertises (see deploy/ for clusters)
+    max_streams: int = 100  # active channels in this workspace, whatever the cluster size
+    actor_gpus: float = 0.0  # GPU fraction per stream actor (e.g. 0.25)
+    heartbeat_timeout: float = 20.0  # seconds without a health report before an actor is restarted
 
     @property
     def advertised_host(self) -> str:

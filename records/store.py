@@ -72,13 +72,17 @@ class Store:
 
     # -- channels -------------------------------------------------------------------------
     async def create_channel(self, body: ChannelCreate, settings: dict) -> dict:
-        channel_id = secrets.token_hex(6)
+        async with self.pool.acquire() as conn:
+            return await self._insert_channel(conn, body, settings)
+
+    @staticmethod
+    async def _insert_channel(conn: asyncpg.Connection, body: ChannelCreate, settings: dict) -> dict:
         stream_key = secrets.token_urlsafe(18) if body.source == "rtmp" else None
         return dict(
-            await self.pool.fetchrow(
+            await conn.fetchrow(
                 """INSERT INTO channels (id, name, source, url, stream_key, settings)
                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
-                channel_id, body.name, body.source, body.url, stream_key, settings,
+                secrets.token_hex(6), body.name, body.source, body.url, stream_key, settings,
             )
         )
 
@@ -87,8 +91,25 @@ class Store:
         return dict(row) if row else None
 
     async def list_channels(self) -> list[dict]:
-        rows = await self.pool.fetch("SELECT * FROM channels WHERE deleted_at IS NULL ORDER BY created_at, id")
+        """Active channels; ``health_age`` is seconds since the last heartbeat, by the database's clock."""
+        rows = await self.pool.fetch(
+            "SELECT *, extract(epoch FROM now() - health_at)::float8 AS health_age "
+            "FROM channels WHERE deleted_at IS NULL ORDER BY created_at, id"
+        )
         return [dict(r) for r in rows]
+
+    async def create_channel_within(self, body: ChannelCreate, settings: dict, limit: int | None) -> dict | None:
+        """Create unless ``limit`` active channels exist already (None when refused).
+
+        Counting and inserting under one advisory lock, so concurrent requests cannot overshoot."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(7452)")
+                if limit is not None:
+                    active = await conn.fetchval("SELECT count(*) FROM channels WHERE deleted_at IS NULL")
+                    if active >= limit:
+                        return None
+                return await self._insert_channel(conn, body, settings)
 
     async def channel_by_stream_key(self, stream_key: str) -> dict | None:
         row = await self.pool.fetchrow(
@@ -123,6 +144,13 @@ class Store:
             """INSERT INTO events (channel_id, kind, stream_time, score, signals, detail, clip_id)
                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
             channel_id, kind, event.t, event.score, event.signals, detail, clip_id,
+        )
+
+    async def log_event(self, channel_id: str, kind: str, detail: str, stream_time: float = 0.0) -> int:
+        """An operational event on the channel's log (a restart, a lost clip), not a moment."""
+        return await self.pool.fetchval(
+            "INSERT INTO events (channel_id, kind, stream_time, detail) VALUES ($1, $2, $3, $4) RETURNING id",
+            channel_id, kind, stream_time, detail,
         )
 
     async def commit_clip(self, clip: ClipRecord, event: MomentEvent, base_url: str = "") -> ClipRecord:

@@ -75,6 +75,7 @@ class Health(msgspec.Struct):
     events: int = 0
     cpu_seconds: float = 0.0  # process CPU seconds since the actor started
     rss_bytes: int = 0
+    pid: int = 0  # the actor's process, for operators (and fault tests)
 
 
 class Ingest(msgspec.Struct):

@@ -312,4 +312,5 @@ class StreamActor:
             events=self.events,
             cpu_seconds=round(cpu.user + cpu.system - self.cpu_at_start, 3),
             rss_bytes=self.process.memory_info().rss,
+            pid=self.process.pid,
         )

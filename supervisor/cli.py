@@ -24,6 +24,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     up.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS", ""), help="join this Ray cluster instead of starting a local one")
     up.add_argument("--public-host", default=os.environ.get("LIVECUT_PUBLIC_HOST", ""), help="host name to print in URLs")
     up.add_argument("--allow-private-urls", action="store_true", default=os.environ.get("LIVECUT_ALLOW_PRIVATE_URLS") == "1", help="let url sources reach files, loopback and private networks")
+    up.add_argument("--streams-per-node", type=int, default=int(os.environ.get("LIVECUT_STREAMS_PER_NODE", 6)), help="stream slots of the local Ray node (default 6)")
+    up.add_argument("--max-streams", type=int, default=int(os.environ.get("LIVECUT_MAX_STREAMS", 100)), help="active channels allowed in this workspace (default 100)")
+    up.add_argument("--actor-gpus", type=float, default=float(os.environ.get("LIVECUT_ACTOR_GPUS", 0)), help="GPU fraction per stream actor, e.g. 0.25 (default 0: CPU)")
+    up.add_argument("--heartbeat-timeout", type=float, default=float(os.environ.get("LIVECUT_HEARTBEAT_TIMEOUT", 20)), help="seconds without a health report before a stream actor is restarted (default 20)")
     up.add_argument("--demo", action="store_true", help="also register a demo channel fed by a bundled sample broadcast")
     up.add_argument("--log-level", default=os.environ.get("LIVECUT_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
@@ -46,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         ray_address=args.ray_address,
         api_key=load_api_key(data_dir),
         allow_private_urls=args.allow_private_urls,
+        streams_per_node=args.streams_per_node,
+        max_streams=args.max_streams,
+        actor_gpus=args.actor_gpus,
+        heartbeat_timeout=args.heartbeat_timeout,
     )
     from supervisor.service import run_service
 

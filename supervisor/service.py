@@ -15,6 +15,7 @@ import ray
 import redis.asyncio as aioredis
 import uvicorn
 
+from gateway.api import StreamLimit
 from gateway.app import create_app
 from gateway.rtmp.server import RtmpServer
 from records.embedded import EmbeddedRedis, start_postgres
@@ -23,19 +24,27 @@ from records.settings import Settings
 from records.store import Store
 from supervisor.demo import DemoPublisher, ensure_demo_channel, sample_path
 from supervisor.edge import PublishRouter
-from supervisor.supervisor import NAMESPACE, SUPERVISOR_NAME, Supervisor, SupervisorConfig
+from supervisor.supervisor import NAMESPACE, STREAM_SLOT, SUPERVISOR_NAME, Supervisor, SupervisorConfig
 
 log = logging.getLogger("livecut")
 
 
 class SupervisorControl:
-    """What the gateway calls when channels change: a nudge, not a wait."""
+    """What the gateway asks of the cluster: a nudge when channels change, and admission."""
 
-    def __init__(self, supervisor):
+    def __init__(self, supervisor, settings: Settings):
         self.supervisor = supervisor
+        self.settings = settings
 
     async def channels_changed(self) -> None:
         self.supervisor.reconcile.remote()
+
+    async def stream_limit(self) -> StreamLimit:
+        slots = (await asyncio.to_thread(ray.cluster_resources)).get(STREAM_SLOT)
+        if slots is not None and int(slots) < self.settings.max_streams:
+            return StreamLimit(int(slots), f"{int(slots)} stream slots in the Ray cluster; each node's "
+                                           f"--streams-per-node or its {STREAM_SLOT} resource sets them")
+        return StreamLimit(self.settings.max_streams, f"--max-streams {self.settings.max_streams}")
 
 
 class _Server(uvicorn.Server):
@@ -64,23 +73,35 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         redis = aioredis.from_url(redis_url)
         stack.push_async_callback(redis.aclose)
 
+        local = not settings.ray_address
         ray.init(
             address=settings.ray_address or "local",
             namespace=NAMESPACE,
             include_dashboard=False,
             logging_level=logging.WARNING,
+            resources={STREAM_SLOT: settings.streams_per_node} if local else None,
         )
         stack.callback(ray.shutdown)
+        config = SupervisorConfig(
+            dsn=dsn,
+            data_dir=str(data_dir),
+            actor_gpus=settings.actor_gpus,
+            # on a cluster whose nodes advertise no slots, placement falls back to CPU requests alone
+            use_stream_slots=STREAM_SLOT in ray.cluster_resources(),
+            heartbeat_timeout=settings.heartbeat_timeout,
+        )
         supervisor = (
             ray.remote(Supervisor)
             .options(
                 name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
                 max_restarts=-1, num_cpus=0,
             )
-            .remote(SupervisorConfig(dsn=dsn, data_dir=str(data_dir)))
+            .remote(config)
         )
         await supervisor.start.remote()
         stack.push_async_callback(_stop_supervisor, supervisor)
+        watchdog = asyncio.create_task(_keep_supervisor_running(supervisor))
+        stack.callback(watchdog.cancel)
 
         stop_relay = asyncio.Event()
         relay = asyncio.create_task(OutboxRelay(store, redis, dsn).run(stop_relay))
@@ -90,7 +111,7 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         await rtmp.start()
         stack.push_async_callback(rtmp.stop)
 
-        app = create_app(settings, store, redis, SupervisorControl(supervisor))
+        app = create_app(settings, store, redis, SupervisorControl(supervisor, settings))
         server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=3))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -116,6 +137,16 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         )
         await server.serve()
         log.info("stopping livecut")
+
+
+async def _keep_supervisor_running(supervisor) -> None:
+    """Ray restarts a crashed supervisor; this starts its reconcile loop again (idempotent)."""
+    while True:
+        await asyncio.sleep(5.0)
+        try:
+            await asyncio.wait_for(supervisor.start.remote(), 30)
+        except Exception as exc:
+            log.warning("supervisor not answering: %s", exc)
 
 
 async def _stop_supervisor(supervisor) -> None:

@@ -1,12 +1,16 @@
 """The supervisor: a named Ray actor that reconciles Postgres (desired) with stream actors (actual).
 
 Each active channel gets exactly one stream actor, named by channel id, so a duplicate
-cannot arise; actors whose channel is gone are stopped.
+cannot arise; actors whose channel is gone are stopped. An actor whose heartbeat (its health
+row in Postgres) goes stale, or that falls too far behind, is restarted and the reason is
+written to the channel's event log. Ray restarts crashed actors (``max_restarts``); the
+reconcile loop starts them again and covers what Ray does not (a lost node, a stuck process).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import msgspec
 import ray
@@ -20,6 +24,7 @@ NAMESPACE = "livecut"
 SUPERVISOR_NAME = "supervisor"
 RECONCILE_INTERVAL = 3.0
 CALL_TIMEOUT = 30.0
+STREAM_SLOT = "livecut_stream_slot"  # custom Ray resource: one per stream a node may run
 
 
 def stream_actor_name(channel_id: str) -> str:
@@ -31,12 +36,18 @@ class SupervisorConfig(msgspec.Struct, kw_only=True):
     data_dir: str
     base_url: str = ""
     actor_cpus: float = 0.25  # Ray CPU request per stream actor
+    actor_gpus: float = 0.0  # e.g. 0.25: four stream actors share one GPU
+    use_stream_slots: bool = True  # request one STREAM_SLOT per actor (nodes advertise how many they take)
+    heartbeat_timeout: float = 20.0  # seconds without a health report before the actor is restarted
+    max_ingest_lag: float = 30.0  # seconds behind the source before the actor is restarted
+    max_detector_lag: float = 60.0  # seconds the detectors may trail the ring buffer
 
 
 class Supervisor:
     def __init__(self, config: SupervisorConfig):
         self.config = config
         self.actors: dict[str, ray.actor.ActorHandle] = {}
+        self.started_at: dict[str, float] = {}  # monotonic time of the last (re)start: heartbeat grace
         self.store: Store | None = None
         self._loop_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
@@ -58,12 +69,16 @@ class Supervisor:
         """Start missing actors, (re)start restarted ones, stop those without a channel."""
         async with self._lock:
             channels = {c["id"]: c for c in await self.store.list_channels()}
+            await self._adopt()
             started, stopped = [], []
             for channel_id, channel in channels.items():
-                handle = self.actors.get(channel_id) or self._create(channel)
-                self.actors[channel_id] = handle
+                if channel_id not in self.actors:
+                    self.actors[channel_id] = self._create(channel)
+                    self.started_at[channel_id] = time.monotonic()
+                elif reason := self._unhealthy(channel):
+                    await self._restart(channel_id, reason)
                 try:  # idempotent; also starts an actor Ray restarted after a crash
-                    await asyncio.wait_for(handle.start.remote(), CALL_TIMEOUT)
+                    await asyncio.wait_for(self.actors[channel_id].start.remote(), CALL_TIMEOUT)
                     started.append(channel_id)
                 except Exception as exc:
                     log.warning("stream actor %s did not start: %s", channel_id, exc)
@@ -72,6 +87,40 @@ class Supervisor:
                 await self._stop(channel_id)
                 stopped.append(channel_id)
             return {"running": sorted(started), "stopped": stopped}
+
+    async def _adopt(self) -> None:
+        """After a supervisor restart, take over the stream actors that kept running."""
+        for name in await asyncio.to_thread(ray.util.list_named_actors):  # our namespace only
+            if name.startswith("stream-"):
+                channel_id = name.removeprefix("stream-")
+                if channel_id not in self.actors:
+                    try:
+                        self.actors[channel_id] = await asyncio.to_thread(ray.get_actor, name, NAMESPACE)
+                        self.started_at[channel_id] = time.monotonic()
+                    except ValueError:  # gone meanwhile
+                        continue
+
+    def _unhealthy(self, channel: dict) -> str:
+        """Why the channel's actor must be restarted, or "" when it is fine."""
+        cfg = self.config
+        if time.monotonic() - self.started_at.get(channel["id"], 0.0) < cfg.heartbeat_timeout:
+            return ""  # still starting (loading models, probing)
+        age = channel.get("health_age")
+        if age is None or age > cfg.heartbeat_timeout:
+            return f"no heartbeat for {cfg.heartbeat_timeout:.0f}s"
+        health = channel.get("health") or {}
+        if channel["status"] == "live" and health.get("ingest_lag", 0.0) > cfg.max_ingest_lag:
+            return f"ingest lag {health['ingest_lag']:.0f}s over the {cfg.max_ingest_lag:.0f}s limit"
+        if channel["status"] == "live" and health.get("detector_lag", 0.0) > cfg.max_detector_lag:
+            return f"detector lag {health['detector_lag']:.0f}s over the {cfg.max_detector_lag:.0f}s limit"
+        return ""
+
+    async def _restart(self, channel_id: str, reason: str) -> None:
+        log.warning("restarting stream actor %s: %s", channel_id, reason)
+        ray.kill(self.actors[channel_id], no_restart=False)  # Ray brings it back; start() follows
+        self.started_at[channel_id] = time.monotonic()
+        await self.store.set_status(channel_id, "error", f"restarted: {reason}")
+        await self.store.log_event(channel_id, "actor_restarted", reason)
 
     def _create(self, channel: dict) -> ray.actor.ActorHandle:
         actor_config = ActorConfig(dsn=self.config.dsn, data_dir=self.config.data_dir, base_url=self.config.base_url)
@@ -85,12 +134,15 @@ class Supervisor:
                 max_restarts=-1,
                 max_concurrency=16,
                 num_cpus=self.config.actor_cpus,
+                num_gpus=self.config.actor_gpus,
+                resources={STREAM_SLOT: 1} if self.config.use_stream_slots else {},
             )
             .remote(channel, actor_config)
         )
 
     async def _stop(self, channel_id: str) -> None:
         handle = self.actors.pop(channel_id)
+        self.started_at.pop(channel_id, None)
         try:
             await asyncio.wait_for(handle.stop.remote(), CALL_TIMEOUT)
         except Exception as exc:

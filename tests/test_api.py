@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.api import StreamLimit
 from gateway.app import create_app
 from records.settings import Settings
 from records.store import Store
@@ -22,9 +23,13 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 class RecordingControl:
     def __init__(self) -> None:
         self.calls = 0
+        self.limit: StreamLimit | None = None
 
     async def channels_changed(self) -> None:
         self.calls += 1
+
+    async def stream_limit(self) -> StreamLimit | None:
+        return self.limit
 
 
 @pytest.fixture
@@ -401,3 +406,28 @@ async def test_feed_page_and_static_files(client):
     assert feed_js.status_code == 200 and 'socket.emit("subscribe"' in feed_js.text
     spec = (await client.get("/openapi.json")).json()
     assert {"/api/channels", "/api/clips", "/api/clips/{clip_id}/video"} <= set(spec["paths"])
+
+
+async def test_registering_past_the_stream_limit_is_refused_with_a_clear_error(client, store, control):
+    control.limit = StreamLimit(limit=2, why="--streams-per-node 2 on 1 node")
+    created = [await client.post("/api/channels", json={"name": f"c{i}", "source": "rtmp"}, headers=AUTH) for i in range(2)]
+    assert [r.status_code for r in created] == [201, 201]
+    calls = control.calls
+    error = assert_error(await client.post("/api/channels", json={"name": "c3", "source": "rtmp"}, headers=AUTH),
+                         409, "limit_exceeded")
+    assert "2" in error["message"] and "--streams-per-node" in error["message"]
+    assert control.calls == calls  # nothing half-started: the supervisor was not even asked
+    assert len(await store.list_channels()) == 2
+    assert (await client.delete(f"/api/channels/{created[0].json()['id']}", headers=AUTH)).status_code == 204
+    assert (await client.post("/api/channels", json={"name": "c3", "source": "rtmp"}, headers=AUTH)).status_code == 201
+
+
+async def test_concurrent_registrations_never_overshoot_the_limit(client, store, control):
+    import asyncio
+
+    control.limit = StreamLimit(limit=3, why="--max-streams 3")
+    responses = await asyncio.gather(*(
+        client.post("/api/channels", json={"name": f"c{i}", "source": "rtmp"}, headers=AUTH) for i in range(8)
+    ))
+    assert sorted(r.status_code for r in responses) == [201] * 3 + [409] * 5
+    assert len(await store.list_channels()) == 3

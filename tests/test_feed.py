@@ -25,6 +25,9 @@ class NullControl:
     async def channels_changed(self) -> None:
         pass
 
+    async def stream_limit(self):
+        return None
+
 
 @asynccontextmanager
 async def serving(app):
