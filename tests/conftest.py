@@ -116,7 +116,7 @@ def livecut_stack(tmp_path_factory, pg_admin_dsn, redis_url):
         tmp_path_factory.mktemp("stack") / "data",
         database_url=_with_database(pg_admin_dsn, name),
         redis_url=redis_url,
-        extra_args=["--allow-private-urls", "--heartbeat-timeout", "10"],
+        extra_args=["--allow-private-urls", "--heartbeat-timeout", "10", "--streams-per-node", "12"],
     ).start()
     stack.database_url = _with_database(pg_admin_dsn, name)
     try:
