@@ -6,17 +6,23 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/deploy/bootstrap.sh" test
 
-declare -A PEERS=([ffmpeg]=ffmpeg [espeak-ng]=espeak-ng)
-missing=()
-for tool in "${!PEERS[@]}"; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("${PEERS[$tool]}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing test peers: ${missing[*]}" >&2
+# Real peers the tests talk to, from Debian: the ffmpeg CLI (our stand-in for OBS), espeak-ng
+# (speech fixtures) and GStreamer's RTSP server (a real camera-side server, run by Debian's python3).
+PEER_PACKAGES=(ffmpeg espeak-ng python3-gi gir1.2-gst-rtsp-server-1.0
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+have_peers() {
+    command -v ffmpeg >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 &&
+        /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" >/dev/null 2>&1 &&
+        for p in "${PEER_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || return 1; done
+}
+if ! have_peers; then
+    echo "installing test peers: ${PEER_PACKAGES[*]}" >&2
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"; } >&2; then
-        echo "FAILED: could not install test peers (${missing[*]}); install them and re-run" >&2
+    if ! { $SUDO apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${PEER_PACKAGES[@]}"; } >&2 ||
+        ! have_peers; then
+        echo "FAILED: could not install the test peers (${PEER_PACKAGES[*]}); install them and re-run" >&2
         exit 1
     fi
 fi

@@ -15,6 +15,7 @@ from .base import (
     source_for,
 )
 from .flv_push import FlvPushSource
+from .rtsp import RtspSource  # noqa: F401  (registers the rtsp plugin)
 from .url import UrlSource
 
 __all__ = [
