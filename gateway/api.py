@@ -21,6 +21,7 @@ from gateway.errors import ApiError, error_body, invalid, not_found
 from records.settings import Settings
 from records.store import Store, channel_view, iso
 from records.wire import ChannelCreate
+from stream_actor.sources.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +221,12 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         except Exception:  # the supervisor also reconciles periodically; the change is stored
             log.warning("channels_changed failed; the supervisor will catch up on its next pass", exc_info=True)
 
-    def view(row: dict) -> dict:
-        return msgspec.to_builtins(channel_view(row, settings.rtmp_url))
+    def view(row: dict, *, reveal_url: bool = False) -> dict:
+        """A channel as shown; URL credentials appear only in the creator's own response."""
+        shown = msgspec.to_builtins(channel_view(row, settings.rtmp_url))
+        if shown["url"] and not reveal_url:
+            shown["url"] = redact_url(shown["url"])
+        return shown
 
     @router.post(
         "/channels",
@@ -245,7 +250,7 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         if row is None:  # refused before any actor exists: nothing half-started
             raise ApiError(409, "limit_exceeded", f"stream limit reached: {limit.limit} active channels ({limit.why})")
         await poke()
-        return MsgspecResponse(view(row), status_code=201)
+        return MsgspecResponse(view(row, reveal_url=True), status_code=201)
 
     @router.get("/channels", dependencies=auth, response_class=MsgspecResponse)
     async def list_channels() -> Response:

@@ -431,3 +431,17 @@ async def test_concurrent_registrations_never_overshoot_the_limit(client, store,
     ))
     assert sorted(r.status_code for r in responses) == [201] * 3 + [409] * 5
     assert len(await store.list_channels()) == 3
+
+
+async def test_url_credentials_are_shown_only_to_the_creator_once(client, settings):
+    settings.allow_private_urls = True
+    url = "rtsp://admin:hunter2@10.0.0.7/stream1?token=s3cret"
+    created = await client.post("/api/channels", json={"name": "cam", "source": "url", "url": url}, headers=AUTH)
+    assert created.status_code == 201, created.text
+    assert created.json()["url"] == url  # the owner sees what they registered
+    for response in (await client.get(f"/api/channels/{created.json()['id']}", headers=AUTH),
+                     await client.get("/api/channels", headers=AUTH),
+                     await client.get("/metrics")):
+        assert "hunter2" not in response.text and "s3cret" not in response.text
+    assert (await client.get(f"/api/channels/{created.json()['id']}", headers=AUTH)).json()["url"] == \
+        "rtsp://admin:***@10.0.0.7/stream1?token=***"
