@@ -9,6 +9,7 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 import socketio
@@ -23,6 +24,9 @@ from gateway.feed import Feed
 from records.settings import Settings
 from records.store import Store
 
+if TYPE_CHECKING:
+    from gateway.whip import WhipIngest
+
 __all__ = ["ChannelControl", "create_app"]
 
 log = logging.getLogger(__name__)
@@ -31,7 +35,16 @@ STATIC_DIR = Path(__file__).with_name("static")
 HEALTH_TIMEOUT = 2.0
 
 
-def create_app(settings: Settings, store: Store, redis: aioredis.Redis, control: ChannelControl) -> ASGIApp:
+def create_app(
+    settings: Settings,
+    store: Store,
+    redis: aioredis.Redis,
+    control: ChannelControl,
+    *,
+    whip: "WhipIngest | None" = None,
+) -> ASGIApp:
+    """``whip``, when given, mounts the WHIP ingest (``POST /whip/{channel_id}``); its
+    sessions end when the app shuts down."""
     feed = Feed(settings.api_key, store, redis)
 
     @asynccontextmanager
@@ -40,7 +53,11 @@ def create_app(settings: Settings, store: Store, redis: aioredis.Redis, control:
         try:
             yield
         finally:
-            await feed.stop()
+            try:
+                if whip is not None:
+                    await whip.close()
+            finally:
+                await feed.stop()
 
     api = FastAPI(
         title="livecut",
@@ -54,6 +71,8 @@ def create_app(settings: Settings, store: Store, redis: aioredis.Redis, control:
     api.state.settings = settings
     errors.install(api)
     api.include_router(build_router(settings, store, control))
+    if whip is not None:
+        api.include_router(whip.router)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:

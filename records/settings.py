@@ -19,6 +19,7 @@ class Settings(msgspec.Struct, kw_only=True):
     ray_address: str = ""  # empty: start a local Ray instance
     api_key: str = ""
     allow_private_urls: bool = False  # let url sources reach loopback/private hosts
+    public_ip: str = ""  # advertised in WHIP ICE candidates behind a 1:1 NAT
     streams_per_node: int = 6  # stream slots a local Ray node advertises (see deploy/ for clusters)
     max_streams: int = 100  # active channels in this workspace, whatever the cluster size
     actor_gpus: float = 0.0  # GPU fraction per stream actor (e.g. 0.25)

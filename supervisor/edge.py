@@ -1,4 +1,7 @@
-"""The RTMP edge: routes each publish, by stream key, to its channel's stream actor."""
+"""The push edge: routes each RTMP or WHIP publish, by stream key, to its channel's stream actor.
+
+One rule for both protocols: one publisher per channel at a time.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -8,6 +11,7 @@ import ray
 
 from gateway.rtmp.forward import open_tcp_sink
 from gateway.rtmp.server import PublishSink, redact_key
+from gateway.whip import WhipRefused
 from records.store import Store
 from supervisor.supervisor import NAMESPACE, stream_actor_name
 
@@ -35,6 +39,21 @@ class PublishRouter:
         if channel_id in self.publishing:
             log.info("refused a second publisher on live channel %s", channel_id)
             return None
+        return await self._open(channel_id)
+
+    async def open_for_whip(self, channel_id: str, stream_key: str) -> PublishSink | None:
+        """WHIP names the channel in its URL and proves ownership with the key (None: 401)."""
+        channel = await self.store.channel_by_stream_key(stream_key)
+        if channel is None or channel["id"] != channel_id or channel["source"] != "rtmp":
+            return None
+        if channel_id in self.publishing:
+            raise WhipRefused(409, "conflict", "the channel already has a publisher")
+        sink = await self._open(channel_id)
+        if sink is None:
+            raise WhipRefused(503, "unavailable", "the channel's stream actor is not ready; retry shortly")
+        return sink
+
+    async def _open(self, channel_id: str) -> PublishSink | None:
         self.publishing.add(channel_id)  # before any await: two racing publishes cannot both pass
         try:
             endpoint = await self._endpoint(channel_id)

@@ -18,6 +18,7 @@ import uvicorn
 from gateway.api import StreamLimit
 from gateway.app import create_app
 from gateway.rtmp.server import RtmpServer
+from gateway.whip import WhipIngest, WhipOptions
 from records.embedded import EmbeddedRedis, start_postgres
 from records.outbox import OutboxRelay
 from records.settings import Settings
@@ -107,11 +108,13 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         relay = asyncio.create_task(OutboxRelay(store, redis, dsn).run(stop_relay))
         stack.push_async_callback(_stop_task, relay, stop_relay)
 
-        rtmp = RtmpServer(settings.host, settings.rtmp_port, PublishRouter(store, supervisor))
+        router = PublishRouter(store, supervisor)
+        rtmp = RtmpServer(settings.host, settings.rtmp_port, router)
         await rtmp.start()
         stack.push_async_callback(rtmp.stop)
+        whip = WhipIngest(router.open_for_whip, WhipOptions(public_ip=settings.public_ip or None))
 
-        app = create_app(settings, store, redis, SupervisorControl(supervisor, settings))
+        app = create_app(settings, store, redis, SupervisorControl(supervisor, settings), whip=whip)
         server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=3))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -130,6 +133,7 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
             f"\nlivecut is up\n"
             f"  feed:     {settings.base_url}/?key={settings.api_key}\n"
             f"  RTMP:     {settings.rtmp_url}/<stream key>   (keys: POST /api/channels)\n"
+            f"  WHIP:     {settings.base_url}/whip/<channel id>   (Bearer: the stream key)\n"
             f"  API key:  {settings.api_key}{demo_line}\n"
             f"  data:     {data_dir}\n"
             f"Ctrl-C stops everything.\n",
