@@ -43,6 +43,7 @@ NAMESPACE = "/"
 MAX_ID = 100  # longest channel or clip id accepted from a client
 CATCH_UP_PAGE = 500
 STREAM_PREFIX = clip_stream_key("")
+RETRY_MAX = 2.0  # longest wait between reads while Redis is down: the backlog flows this soon after
 
 
 def room_of(channel_id: str) -> str:
@@ -284,11 +285,11 @@ class Feed:
                     log.warning("feed relay: redis unavailable (%s); retrying with backoff", exc)
                 self.redis_ok = False
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, RETRY_MAX)
             except Exception:
                 log.exception("feed relay failed; restarting")
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, RETRY_MAX)
 
     async def _relay_once(self) -> None:
         self._changed.clear()

@@ -18,6 +18,9 @@ from records.wire import clip_stream_key
 log = logging.getLogger(__name__)
 
 STREAM_MAXLEN = 10_000  # per channel; Postgres keeps the full history
+# Longest wait between retries while Redis or Postgres is down: the backlog must flow within
+# about this long once the server is back (a retry is one cheap connection attempt).
+RETRY_MAX = 2.0
 
 
 class OutboxRelay:
@@ -56,7 +59,12 @@ class OutboxRelay:
                 except (OSError, asyncpg.PostgresError, aioredis.RedisError, asyncpg.InterfaceError) as exc:
                     log.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
                     await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
+                    backoff = min(backoff * 2, RETRY_MAX)
+                    continue
+                except Exception:  # anything else: the relay must not stop (nothing else delivers)
+                    log.exception("outbox relay failed; retrying in %.1fs", backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, RETRY_MAX)
                     continue
                 self._wake.clear()
                 try:

@@ -29,12 +29,14 @@ from stream_actor.sources import source_for
 log = logging.getLogger(__name__)
 
 HEALTH_INTERVAL = 2.0
+COMMIT_RETRY_MAX = 2.0  # longest wait between commit attempts while Postgres is down
 
 
 class ActorConfig(msgspec.Struct, kw_only=True):
     dsn: str
     data_dir: str
     base_url: str = ""  # prefix of notification media URLs; empty keeps them relative
+    allow_private_urls: bool = False  # the operator's setting; a channel cannot grant it itself
 
 
 class PendingClip(msgspec.Struct):
@@ -51,7 +53,9 @@ class StreamActor:
         self.ring = RingBuffer(Path(config.data_dir, "ring", self.channel_id), self.settings.ring)
         self.clip_dir = Path(config.data_dir, "clips", self.channel_id)
         self.clip_dir.mkdir(parents=True, exist_ok=True)
-        self.source = source_for(self.kind, channel.get("url"), self.settings.source)
+        self.source = source_for(
+            self.kind, channel.get("url"), {**self.settings.source, "allow_private": config.allow_private_urls}
+        )
         self.status = "waiting"
         self.status_reason = ""
         self.stop_event = threading.Event()
@@ -68,7 +72,8 @@ class StreamActor:
         self.process = psutil.Process()
         self.cpu_at_start = sum(self.process.cpu_times()[:2])
         self._threads: list[threading.Thread] = []
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task] = []  # the clip loop, then the health loop
+        self._cutting = 0  # cuts (with their commits) in flight
         self._status_changed = asyncio.Event()
 
     # -- Ray methods ----------------------------------------------------------------------
@@ -107,6 +112,12 @@ class StreamActor:
         for thread in self._threads:
             await asyncio.to_thread(thread.join, 10)
         deadline = time.monotonic() + 15
+        # The clip loop may be cutting a clip, or retrying its commit while Postgres is down: let
+        # it finish, then stop the loop, so that the final cuts below never cut a moment twice.
+        while self._cutting and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self._tasks:
+            self._tasks[0].cancel()
         while self.pending and time.monotonic() < deadline:
             await self._cut_ready(final=True)
             await asyncio.sleep(0.1)
@@ -132,7 +143,7 @@ class StreamActor:
         try:
             for session in self.source.sessions(self.stop_event):
                 self._run_session(session, clock)
-                if not self.stop_event.is_set():
+                if not self.stop_event.is_set() and not getattr(session, "discontinuity", False):
                     self._set_status("offline" if self.kind == "rtmp" else "waiting", "input ended")
         except Exception as exc:
             log.exception("ingest failed for channel %s", self.channel_id)
@@ -244,6 +255,13 @@ class StreamActor:
                 self.pending.remove(item)
 
     async def _cut_and_commit(self, event: MomentEvent, start: float, end: float) -> None:
+        self._cutting += 1
+        try:
+            await self._cut_and_commit_once(event, start, end)
+        finally:
+            self._cutting -= 1
+
+    async def _cut_and_commit_once(self, event: MomentEvent, start: float, end: float) -> None:
         clip_id = new_clip_id()
         video = self.clip_dir / f"{clip_id}.mp4"
         thumb = self.clip_dir / f"{clip_id}.jpg"
@@ -276,7 +294,7 @@ class StreamActor:
             except Exception as exc:
                 log.warning("commit of clip %s failed (%s); retrying", clip_id, exc)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, COMMIT_RETRY_MAX)
         self.clips += 1
 
     async def _health_loop(self) -> None:

@@ -36,9 +36,15 @@ def channel_settings(raw: dict | None) -> ChannelSettings:
     return msgspec.convert(raw or {}, ChannelSettings)
 
 
+OPERATOR_ONLY_SOURCE_OPTIONS = ("allow_private",)  # set from `livecut up` flags, never by a channel
+
+
 def validate_channel_settings(raw: dict) -> dict:
     """Raise ``msgspec.ValidationError`` on a bad value; store what the user gave."""
     settings = channel_settings(raw)
+    for name in OPERATOR_ONLY_SOURCE_OPTIONS:
+        if name in settings.source:
+            raise msgspec.ValidationError(f"source.{name} is an operator setting (livecut up --allow-private-urls)")
     if settings.clip.pre_roll < 0 or settings.clip.post_roll < 0:
         raise msgspec.ValidationError("clip.pre_roll and clip.post_roll must be >= 0")
     if settings.clip.pre_roll + settings.clip.post_roll > settings.ring.max_seconds:

@@ -86,6 +86,7 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         config = SupervisorConfig(
             dsn=dsn,
             data_dir=str(data_dir),
+            allow_private_urls=settings.allow_private_urls,
             actor_gpus=settings.actor_gpus,
             # on a cluster whose nodes advertise no slots, placement falls back to CPU requests alone
             use_stream_slots=STREAM_SLOT in ray.cluster_resources(),

@@ -35,6 +35,7 @@ class SupervisorConfig(msgspec.Struct, kw_only=True):
     dsn: str
     data_dir: str
     base_url: str = ""
+    allow_private_urls: bool = False
     actor_cpus: float = 0.25  # Ray CPU request per stream actor
     actor_gpus: float = 0.0  # e.g. 0.25: four stream actors share one GPU
     use_stream_slots: bool = True  # request one STREAM_SLOT per actor (nodes advertise how many they take)
@@ -48,6 +49,7 @@ class Supervisor:
         self.config = config
         self.actors: dict[str, ray.actor.ActorHandle] = {}
         self.started_at: dict[str, float] = {}  # monotonic time of the last (re)start: heartbeat grace
+        self._store_down = False  # actors cannot report while Postgres is down: no heartbeat verdicts then
         self.store: Store | None = None
         self._loop_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
@@ -68,7 +70,14 @@ class Supervisor:
     async def reconcile(self) -> dict[str, list[str]]:
         """Start missing actors, (re)start restarted ones, stop those without a channel."""
         async with self._lock:
-            channels = {c["id"]: c for c in await self.store.list_channels()}
+            try:
+                channels = {c["id"]: c for c in await self.store.list_channels()}
+            except Exception:
+                self._store_down = True
+                raise
+            if self._store_down:  # Postgres is back: every actor gets a full grace to report again
+                self._store_down = False
+                self.started_at = dict.fromkeys(self.started_at, time.monotonic())
             await self._adopt()
             started, stopped = [], []
             for channel_id, channel in channels.items():
@@ -123,7 +132,10 @@ class Supervisor:
         await self.store.log_event(channel_id, "actor_restarted", reason)
 
     def _create(self, channel: dict) -> ray.actor.ActorHandle:
-        actor_config = ActorConfig(dsn=self.config.dsn, data_dir=self.config.data_dir, base_url=self.config.base_url)
+        actor_config = ActorConfig(
+            dsn=self.config.dsn, data_dir=self.config.data_dir, base_url=self.config.base_url,
+            allow_private_urls=self.config.allow_private_urls,
+        )
         return (
             ray.remote(StreamActor)
             .options(

@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import socket
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -42,9 +43,13 @@ def pg_admin_dsn(tmp_path_factory) -> str:
     """DSN of a server where tests may create databases."""
     if _port_open("127.0.0.1", 5432):
         return SYSTEM_PG
+    import tempfile
+
     from records.embedded import start_postgres
 
-    dsn, _handle = start_postgres(tmp_path_factory.mktemp("pg"))
+    # Not under pytest's tmp dir: as root, the server runs as its own user, and pytest keeps
+    # /tmp/pytest-of-root private to root.
+    dsn, _handle = start_postgres(Path(tempfile.mkdtemp(prefix="livecut-test-pg-")))
     return dsn
 
 

@@ -445,3 +445,12 @@ async def test_url_credentials_are_shown_only_to_the_creator_once(client, settin
         assert "hunter2" not in response.text and "s3cret" not in response.text
     assert (await client.get(f"/api/channels/{created.json()['id']}", headers=AUTH)).json()["url"] == \
         "rtsp://admin:***@10.0.0.7/stream1?token=***"
+
+
+async def test_a_channel_cannot_grant_itself_private_url_access(client):
+    resp = await client.post("/api/channels", headers=AUTH, json={
+        "name": "sneaky", "source": "url", "url": "https://example.com/live.m3u8",
+        "settings": {"source": {"allow_private": True}},
+    })
+    error = assert_error(resp, 422, "invalid_request")
+    assert "allow_private" in error["message"]

@@ -1,23 +1,61 @@
 """Pull sources: files, HTTP(S) media, HLS, and anything streamlink has a plugin for.
 
-Resolution: if streamlink resolves the URL (Twitch, YouTube, ``hls://``, ``.m3u8``,
-...), the stream of ``quality`` (default "worst", falling back to "best") is opened
-and its bytes fed to PyAV through a readable wrapper (streamlink's reader is not
-``readable()``), as MPEG-TS when the bytes look like it; anything else (local paths,
-``file://``, plain HTTP media) is opened by PyAV directly.
+Resolution (``UrlSource.resolver`` says which, without network access):
 
-A finite input (a local file, or media with a known duration) ends the source at its
-end, unless ``loop`` reopens it (a new session each time). A live input is reopened on
-error or end with exponential backoff (capped at ``max_backoff``, interrupted by
-``stop``); each successful open is a new session. ``realtime`` paces packets to the
-wall clock by their timestamps, to replay a file as if it were live.
+* URLs a streamlink plugin claims (Twitch, YouTube, Kick, ... and streamlink's generic
+  ``hls://``, ``*.m3u8``, ``dash://``, ``*.mpd``) are resolved by that plugin, with one
+  streamlink session per source. The stream named by ``quality`` (streamlink syntax: a
+  comma-separated list tried in order, e.g. ``"720p,best"``; default ``"worst"``, since
+  detectors decode keyframes only) is opened, or, if none of the names exists, the
+  stream closest in quality to the first name. Its bytes go to PyAV.
+* Other http(s) URLs are media files or streams opened by PyAV directly, after a
+  preflight GET through the same guarded HTTP session that follows redirects and
+  sniffs the body: an HLS playlist without ``.m3u8`` in its name goes to streamlink.
+* Local paths and ``file://`` are opened by PyAV (operator permission needed).
+
+Safety (``url_safety``): unless the option ``allow_private`` is set (the operator's
+``--allow-private-urls``), local files, non-HTTP schemes and hosts resolving to
+loopback, private, link-local or multicast addresses are refused, for every request
+streamlink makes (redirects included) and for direct PyAV opens (host check, redirects
+followed by the preflight only, a demuxer allow-list so FFmpeg's own HLS/DASH
+demuxers never fetch segment URLs). A refusal raises ``UnsafeUrl`` from
+``sessions()``: the actor reports an error with the message. Logs and ``last_error``
+show URLs redacted (no credentials or query strings); streamlink's own log records
+are forwarded through a redacting handler.
+
+Live behaviour (the HLS rules come from streamlink; see tests/test_url_source.py):
+
+* offline (404, no playable stream, an empty or ended playlist): ``sessions()`` polls
+  with exponential backoff (1 s doubling to ``max_backoff``, 30 s; ``stop`` interrupts
+  the wait). A live input yields a session per successful open; its end (EOF,
+  ``#EXT-X-ENDLIST``, or no new segment for 3 target durations, at least 5 s:
+  streamlink's queue deadline) ends the session and the polling starts again.
+* a reopened live playlist continues after the last segment already delivered (by
+  URI) instead of streamlink's live edge, so a reconnect repeats nothing; a playlist
+  with ``#EXT-X-ENDLIST`` after the source has seen it live is the ended broadcast:
+  nothing is replayed and the source waits for the next broadcast. A playlist that
+  has ``#EXT-X-ENDLIST`` from the first look is a VOD: played once (``loop``: again).
+* ``#EXT-X-DISCONTINUITY`` (and output resumed after streamlink filtered segments,
+  e.g. Twitch ads) ends the session exactly at the segment boundary and the next
+  session starts at once on the same connection, with freshly probed streams: a
+  timestamp reset or a variant/codec change never reaches a running demuxer, and
+  stream time stays monotonic (``StreamClock`` places each session after the last).
+  The ended session has ``discontinuity = True``.
+* within a session streamlink handles playlist reload stalls (reloading faster while
+  the playlist is unchanged), segments that fail (three attempts, then skipped: a
+  timestamp gap), segments listed again (media sequence numbers already queued are
+  skipped) and Twitch's ad filtering.
+
+A finite input (a local file, media with a known duration, a VOD playlist) ends the
+source at its end unless ``loop``. ``realtime`` paces packets to the wall clock.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -25,8 +63,17 @@ import av
 import msgspec
 
 from .base import AnyEvent, AvSession, Backoff, Source, StopAwareReader, interrupt_on, register
+from .url_safety import (
+    UnsafeUrl,
+    check_host,
+    check_url,
+    display_url,
+    guard_http,
+    redact_text,
+    redact_url,
+)
 
-__all__ = ["UrlSource", "UrlOptions"]
+__all__ = ["UrlSource", "UrlOptions", "Offline", "UnsafeUrl"]
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +86,34 @@ PATTERNS = [
     re.compile(r"\.m3u8(\?|#|$)", re.I),
 ]
 
+#: Demuxers FFmpeg may use on a direct network open (no playlist demuxers: HLS and DASH
+#: go through streamlink, whose requests are checked).
+DIRECT_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,flv,mpegts,mpeg,mp3,aac,ogg,wav,avi,asf"
+
 
 class UrlOptions(msgspec.Struct, kw_only=True):
-    quality: str = "worst"
+    quality: str = "worst"  # streamlink syntax: "720p,best" tries 720p, then best
     realtime: bool = False
     loop: bool = False
+    #: The operator's --allow-private-urls: local files, loopback and private hosts.
+    allow_private: bool = False
     max_backoff: float = 30.0  # seconds between reopen attempts, at most
-    timeout: float = 15.0  # seconds PyAV may block opening/reading a network URL
+    timeout: float = 15.0  # seconds a network open/read may block
+    probe_seconds: float = 0.5  # stream probing of a live input, at most (session start latency)
 
+
+class Offline(Exception):
+    """Nothing to play right now: not live yet, ended, no playable stream."""
+
+
+# -- plugin matching (no network) ------------------------------------------------------
 
 _streamlink = None
 _streamlink_lock = threading.Lock()
 
 
 def streamlink_session():
-    """One shared streamlink session (creating one costs ~0.3 s)."""
+    """One shared streamlink session for plugin matching (creating one costs ~0.3 s)."""
     global _streamlink
     with _streamlink_lock:
         if _streamlink is None:
@@ -65,7 +125,7 @@ def streamlink_session():
 
 def streamlink_plugin(url: str) -> str | None:
     """Name of the streamlink plugin for ``url``, None if none (no network)."""
-    if re.match(r"^(/|\./|\.\./|~/|file://)", url, re.I):
+    if re.match(r"^(/|\./|\.\./|~/|file:)", url, re.I):
         return None
     from streamlink.exceptions import NoPluginError
 
@@ -84,6 +144,162 @@ def local_path(url: str) -> Path | None:
     return None
 
 
+# -- streamlink's log records, redacted -------------------------------------------------
+
+_log_lock = threading.Lock()
+_log_installed = False
+
+
+class _RedactingForwarder(logging.Handler):
+    """Re-logs streamlink's records under ``stream_actor.sources.streamlink`` with the
+    URLs in them redacted (playlist and segment URLs carry tokens)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = redact_text(record.getMessage())
+            target = logging.getLogger("stream_actor.sources.streamlink")
+            if target.isEnabledFor(record.levelno):
+                target.log(record.levelno, "%s: %s", record.name, message)
+        except Exception:  # noqa: BLE001 - logging must never break a stream
+            pass
+
+
+_PATH_WITH_QUERY = re.compile(r"(?<![\w:/])/[^\s\"']*[?#][^\s\"']*")
+
+
+class _RequestLineFilter(logging.Filter):
+    """urllib3 logs request lines at DEBUG as ``host "GET /path?query HTTP/1.1"``: the
+    query (a token) is masked like a URL's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001
+            return True
+        if "?" in message or "#" in message or "://" in message:
+            message = redact_text(message)
+            message = _PATH_WITH_QUERY.sub(
+                lambda m: redact_url("http://h" + m.group(0))[len("http://h"):], message
+            )
+            record.msg, record.args = message, ()
+        return True
+
+
+def install_log_redaction() -> None:
+    """Streamlink's records go through a redacting forwarder (its loggers do not
+    propagate past ``streamlink``); urllib3's request lines get their queries masked."""
+    global _log_installed
+    with _log_lock:
+        if _log_installed:
+            return
+        logger = logging.getLogger("streamlink")
+        logger.addHandler(_RedactingForwarder())
+        logger.propagate = False
+        request_lines = _RequestLineFilter()
+        for name in ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry"):
+            logging.getLogger(name).addFilter(request_lines)
+        _log_installed = True
+
+
+# -- one opened streamlink stream ----------------------------------------------------
+
+
+class _Feed:
+    """The bytes of one opened streamlink stream, split into parts at discontinuities.
+
+    The HLS writer thread calls ``mark()`` before it writes the first byte of a
+    discontinuous segment; ``written`` counts the bytes it wrote. ``read()`` never
+    returns bytes across the next mark: at a mark it returns b"" (the part's EOF), and
+    ``next_part()`` moves past it. Marks are set before the bytes after them exist, so
+    whatever a blocking read returned can be split at a mark seen after it returned.
+    """
+
+    def __init__(self, fd) -> None:
+        self.fd = fd
+        self.written = 0
+        self.pos = 0
+        self.marks: collections.deque[int] = collections.deque()
+        self.marked_num: int | None = None
+        self.closed = threading.Event()
+        self.eof = False
+        self.vod = False  # a playlist with #EXT-X-ENDLIST from the first look
+        self.end_reason: str | None = None  # why nothing (more) comes, if known
+        self.parts = 0
+        self._pending = b""
+
+    def mark(self) -> None:
+        if self.written and (not self.marks or self.marks[-1] != self.written):
+            self.marks.append(self.written)
+
+    @property
+    def at_boundary(self) -> bool:
+        return bool(self.marks) and self.marks[0] == self.pos
+
+    def read(self, n: int) -> bytes:
+        if self.closed.is_set() or self.at_boundary:
+            return b""
+        if not self._pending:
+            data = self.fd.read(n)
+            if not data:
+                self.eof = True
+                return b""
+            self._pending = data
+        take = min(n, len(self._pending))
+        if self.marks:
+            take = min(take, self.marks[0] - self.pos)
+        data, self._pending = self._pending[:take], self._pending[take:]
+        self.pos += len(data)
+        return data
+
+    def next_part(self) -> bool:
+        """Move past the mark this part ended at; False if it did not end at one."""
+        if self.closed.is_set() or not self.at_boundary:
+            return False
+        self.marks.popleft()
+        return True
+
+    def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        buffer = getattr(self.fd, "buffer", None)
+        if buffer is not None:  # wakes a blocked read at once
+            try:
+                buffer.close()
+            except Exception:  # noqa: BLE001
+                pass
+        # joining streamlink's threads can take a segment timeout: not on this thread
+        threading.Thread(target=self._close_fd, name="streamlink-close", daemon=True).start()
+
+    def _close_fd(self) -> None:
+        try:
+            self.fd.close()
+        except Exception:  # noqa: BLE001
+            log.debug("closing the stream failed", exc_info=True)
+
+
+class _Opened:
+    """One successful open: its first session, how to get the next, and its kind."""
+
+    def __init__(
+        self,
+        first: AvSession,
+        *,
+        finite: bool,
+        next_session: Callable[[], AvSession | None] = lambda: None,
+        close: Callable[[], None] = lambda: None,
+        feed: _Feed | None = None,
+    ) -> None:
+        self.first = first
+        self.finite = finite
+        self.next_session = next_session
+        self.close = close
+        self.feed = feed
+
+
+# -- the plugin ---------------------------------------------------------------------
+
+
 @register
 class UrlSource(Source):
     kind = "url"
@@ -91,115 +307,338 @@ class UrlSource(Source):
     def __init__(self, url: str, options: dict | None = None) -> None:
         self.url = url
         self.options = msgspec.convert(options or {}, UrlOptions)
+        self.name = display_url(url)  # what logs and errors show
         self.path = local_path(url)
         self.last_error: str | None = None
+        self.quality_name: str | None = None  # the streamlink stream chosen last
+        self.opens = 0  # open attempts (for tests and status)
         self._session: AvSession | None = None
         self._closed = threading.Event()
+        self._streamlink = None
+        self._violation: UnsafeUrl | None = None
+        self._last_segment: tuple[int, str] | None = None  # (media sequence, uri) delivered last
+        self._seen_live = False  # a live (no ENDLIST) playlist was opened
 
     @classmethod
     def matches(cls, url: str) -> bool:
         return any(p.search(url) for p in PATTERNS) or streamlink_plugin(url) is not None
 
+    @classmethod
+    def resolver(cls, url: str) -> str:
+        """How ``url`` would be opened, without network access: ``"file"``,
+        ``"streamlink:<plugin>"`` or ``"ffmpeg"`` (direct PyAV open)."""
+        if local_path(url) is not None:
+            return "file"
+        plugin = streamlink_plugin(url)
+        return f"streamlink:{plugin}" if plugin else "ffmpeg"
+
     # -- sessions -------------------------------------------------------------------
 
     def sessions(self, stop: threading.Event) -> Iterator[AvSession]:
+        check_url(self.url, allow_private=self.options.allow_private)  # UnsafeUrl: no retry
+        stopped = AnyEvent(stop, self._closed)
         backoff = Backoff(1.0, self.options.max_backoff)
-        while not (stop.is_set() or self._closed.is_set()):
+        while not stopped.is_set():
+            self.opens += 1
             try:
-                session, finite = self._open(stop)
-            except FileNotFoundError:
+                opened = self._open(stop)
+            except (UnsafeUrl, FileNotFoundError):
                 raise
             except Exception as e:  # offline, network, no playable stream, ...
-                self.last_error = f"{type(e).__name__}: {e}"
+                if self._violation is not None:
+                    raise self._violation from None
                 if self.path is not None:
                     raise
-                log.info(
-                    "%s: open failed (%s); retrying in %.0f s",
-                    self.url, self.last_error, backoff.delay,
-                )
-                if not backoff.wait(stop):
+                self.last_error = redact_text(str(e) if isinstance(e, Offline) else f"{type(e).__name__}: {e}")
+                log.info("%s: not playable (%s); retrying in %.0f s", self.name, self.last_error, backoff.delay)
+                if not backoff.wait(stopped):
                     return
                 continue
             self.last_error = None
-            self._session = session
+            packets = 0
             try:
-                yield session
+                session: AvSession | None = opened.first
+                while session is not None:
+                    self._session = session
+                    try:
+                        yield session
+                    finally:
+                        session.close()
+                        self._session = None
+                    packets += session.packet_count
+                    if session.error:
+                        self.last_error = redact_text(session.error)
+                    if stopped.is_set():
+                        return
+                    session = opened.next_session()
             finally:
-                session.close()
-                self._session = None
-            if session.error:
-                self.last_error = session.error
-            if session.packet_count:
+                opened.close()
+            if self._violation is not None:
+                raise self._violation
+            if opened.feed is not None and not self.last_error:
+                self.last_error = opened.feed.end_reason or "the stream ended (offline or stalled)"
+            if packets:
                 backoff.reset()
-            if finite:
+            if opened.finite:
                 if not self.options.loop:
                     return
-                if session.packet_count:
+                if packets:
                     continue  # replay at once
-            if not backoff.wait(stop):
+            log.info("%s: input ended; reopening in %.0f s", self.name, backoff.delay)
+            if not backoff.wait(stopped):
                 return
 
-    def _open(self, stop: threading.Event) -> tuple[AvSession, bool]:
-        """Open the input once: (session, whether the input is finite)."""
-        timeout = self.options.timeout
+    def _open(self, stop: threading.Event) -> _Opened:
+        """Open the input once (raises when there is nothing to play now)."""
         if self.path is not None:
             if not self.path.exists():
                 raise FileNotFoundError(f"no such file: {self.path}")
             container = av.open(str(self.path))
-            return self._session_for(container, stop), True
+            return _Opened(self._session_for(container, stop), finite=True)
+        if streamlink_plugin(self.url) is not None:
+            return self._open_streamlink(self.url, stop)
+        return self._open_direct(stop)
 
-        plugin = streamlink_plugin(self.url)
-        if plugin is not None:
-            return self._open_streamlink(stop), False
+    # -- direct (PyAV) ------------------------------------------------------------------
 
-        container = av.open(self.url, timeout=(timeout, timeout))
+    def _open_direct(self, stop: threading.Event) -> _Opened:
+        url, kind = self._preflight(self.url)
+        if kind == "hls":
+            return self._open_streamlink(f"hls://{url}", stop)
+        if kind == "dash":
+            return self._open_streamlink(f"dash://{url}", stop)
+        timeout = self.options.timeout
+        options = {} if self.options.allow_private else {
+            "max_redirects": "0",  # redirects were followed (and checked) by the preflight
+            "format_whitelist": DIRECT_FORMATS,
+        }
+        try:
+            container = av.open(url, options=options, timeout=(timeout, timeout))
+        except av.error.FFmpegError as e:  # its text quotes the URL
+            raise OSError(redact_text(f"{type(e).__name__}: {e.strerror or e}")) from None
         finite = container.duration is not None and container.format.name != "hls"
-        return self._session_for(container, stop), finite
+        return _Opened(self._session_for(container, stop), finite=finite)
 
-    def _open_streamlink(self, stop: threading.Event) -> AvSession:
-        streams = streamlink_session().streams(self.url)
-        if not streams:
-            raise LookupError("no playable streams (offline?)")
-        stream = (
-            streams.get(self.options.quality)
-            or streams.get("best")
-            or next(iter(streams.values()))
+    def _preflight(self, url: str) -> tuple[str, str]:
+        """Follow redirects through the guarded HTTP session: (final URL, kind), kind
+        "hls", "dash" or "media" by the content type and the first bytes."""
+        if not self.options.allow_private:
+            parts = urlparse(url)
+            check_host(parts.hostname or "", parts.port, allow_private=False)
+        http = self._streamlink_session().http
+        response = http.request(
+            "GET", url, stream=True, exception=OSError, timeout=self.options.timeout,
         )
-        fd = stream.open()
-        closed = threading.Event()
-        watch = AnyEvent(stop, closed)
+        try:
+            head = response.raw.read(64, decode_content=True) or b""
+            ctype = response.headers.get("content-type", "").lower()
+            final = response.url
+        finally:
+            response.close()
+        if head.lstrip().startswith(b"#EXTM3U") or "mpegurl" in ctype:
+            return final, "hls"
+        if "dash+xml" in ctype or (head.lstrip().startswith(b"<?xml") and b"MPD" in head):
+            return final, "dash"
+        return final, "media"
 
-        def interrupt() -> None:
-            closed.set()
-            fd.close()
+    # -- streamlink ---------------------------------------------------------------------
 
-        reader = StopAwareReader(fd.read, watch)
-        cancel = interrupt_on(AnyEvent(stop, self._closed), interrupt)  # no data yet?
+    def _streamlink_session(self):
+        if self._streamlink is None:
+            from streamlink import Streamlink
+
+            install_log_redaction()
+            session = Streamlink()
+            timeout = self.options.timeout
+            session.set_option("webbrowser", False)  # no headless browser doing requests
+            session.set_option("http-timeout", timeout)
+            session.set_option("stream-segment-timeout", timeout)
+            session.set_option("stream-timeout", max(timeout, 10.0))
+            guard_http(session.http, allow_private=self.options.allow_private, on_violation=self._refused)
+            self._streamlink = session
+        return self._streamlink
+
+    def _refused(self, exc: UnsafeUrl) -> None:
+        if self._violation is None:
+            self._violation = exc
+            log.warning("%s: %s", self.name, exc)
+
+    def _choose(self, streams: dict) -> tuple[str, object]:
+        """The stream named by ``quality`` (streamlink syntax), else the closest one."""
+        wanted = [q.strip() for q in self.options.quality.split(",") if q.strip()] or ["worst"]
+        for name in wanted:
+            if name in streams:
+                return name, streams[name]
+        from streamlink.plugin.plugin import stream_weight
+
+        weight, group = stream_weight(wanted[0])
+        candidates = [
+            (abs(stream_weight(n)[0] - weight), stream_weight(n)[0], n)
+            for n in streams
+            if n not in ("best", "worst") and stream_weight(n)[1] == group
+        ]
+        if candidates and group != "none":
+            name = min(candidates)[2]
+        else:
+            name = "worst" if "worst" in streams else next(iter(streams))
+        log.warning(
+            "%s: quality %r not available (streams: %s); using %s",
+            self.name, self.options.quality, ", ".join(streams), name,
+        )
+        return name, streams[name]
+
+    def _open_streamlink(self, url: str, stop: threading.Event) -> _Opened:
+        from streamlink.stream.hls import HLSStream
+
+        session = self._streamlink_session()
+        streams = session.streams(url)
+        if not streams:
+            raise Offline("no playable streams (the channel is offline?)")
+        name, stream = self._choose(streams)
+        self.quality_name = name
+        if isinstance(stream, HLSStream):
+            feed = self._open_hls(stream)
+        else:  # DASH, muxed HLS renditions, progressive HTTP: no discontinuity marks
+            feed = _Feed(stream.open())
+        try:
+            first = self._open_part(feed, stop)
+        except BaseException:
+            feed.close()
+            raise
+
+        def next_session() -> AvSession | None:
+            if stop.is_set() or self._closed.is_set() or not feed.next_part():
+                return None
+            try:
+                return self._open_part(feed, stop)
+            except Exception as e:  # noqa: BLE001 - the input is over; reopen later
+                if not isinstance(e, Offline):
+                    log.info("%s: no session after a discontinuity: %s", self.name, redact_text(str(e)))
+                return None
+
+        return _Opened(first, finite=feed.vod, next_session=next_session, close=feed.close, feed=feed)
+
+    def _open_hls(self, stream) -> _Feed:
+        """Open an HLS stream with hooks: discontinuity marks, delivered-segment
+        tracking, and where a reopened playlist starts."""
+        reader = stream.__reader__(stream, name=stream.name)
+        feed = _Feed(reader)
+        writer, worker, buffer = reader.writer, reader.worker, reader.buffer
+
+        buffer_write = buffer.write
+
+        def counted_write(data) -> None:
+            buffer_write(data)
+            feed.written += len(data)
+
+        buffer.write = counted_write
+
+        writer_write = writer.write
+        is_paused = getattr(reader, "is_paused", lambda: False)
+
+        def write(segment, result, *data) -> None:
+            kept = not writer.should_filter_segment(segment)
+            if kept and feed.marked_num != segment.num and (segment.discontinuity or is_paused()):
+                feed.marked_num = segment.num
+                feed.mark()  # no-op before the first byte
+            writer_write(segment, result, *data)
+            if kept and not (data and data[0]):  # not the init section (EXT-X-MAP)
+                self._last_segment = (segment.num, segment.uri)
+
+        writer.write = write
+
+        process_segments = worker.process_segments
+
+        def first_look(playlist) -> None:
+            first = worker.sequence < 0
+            process_segments(playlist)
+            if first:
+                self._start_at(worker, playlist, feed)
+
+        worker.process_segments = first_look
+        reader.open()
+        return feed
+
+    def _start_at(self, worker, playlist, feed: _Feed) -> None:
+        """On a playlist's first load: continue after what was delivered before, skip an
+        ended broadcast, or play a VOD from its start."""
+        segments = playlist.segments
+        ended = "the broadcast has ended (its playlist has #EXT-X-ENDLIST); waiting for the next one"
+        if self._last_segment is not None:
+            uri = self._last_segment[1]
+            for segment in segments:
+                if segment.uri == uri:
+                    worker.sequence = segment.num + 1
+                    if playlist.is_endlist:
+                        feed.end_reason = ended
+                    return
+        if playlist.is_endlist:
+            if self._seen_live:
+                worker.sequence = segments[-1].num + 1  # nothing to queue: the stream ends
+                feed.end_reason = ended
+            else:
+                feed.vod = True
+        else:
+            self._seen_live = True
+
+    def _open_part(self, feed: _Feed, stop: threading.Event) -> AvSession:
+        """A PyAV container over the feed up to its next mark, as a session."""
+        part_closed = threading.Event()
+        reader = StopAwareReader(self._reader_for(feed), AnyEvent(stop, self._closed, part_closed))
+        cancel = interrupt_on(AnyEvent(stop, self._closed), feed.close)  # no data yet?
         try:
             head = reader.peek(188)
             if not head:
-                raise EOFError("the stream ended before any data")
+                raise Offline(feed.end_reason or "no new data (the broadcast is offline or stalled)")
             fmt = "mpegts" if head[:1] == b"\x47" else None
-            container = av.open(reader, format=fmt, timeout=(self.options.timeout, None))
-        except BaseException:
-            interrupt()
-            raise
+            probe = self.options.probe_seconds
+            container = av.open(
+                reader,
+                format=fmt,
+                options={
+                    "probesize": str(4 << 20),
+                    "analyzeduration": str(max(1, int(probe * 1e6))),
+                    "fpsprobesize": "0",
+                },
+                timeout=(self.options.timeout, None),
+            )
         finally:
             cancel()
-        return self._session_for(container, stop, interrupt=interrupt, closed=closed)
+        feed.parts += 1
 
-    def _session_for(self, container, stop, interrupt=None, closed=None) -> AvSession:
+        def interrupt() -> None:
+            part_closed.set()
+            if not feed.at_boundary:  # ended by EOF, error or stop: release the stream
+                feed.close()
+
+        def on_end(session: AvSession) -> None:
+            session.discontinuity = feed.at_boundary and not feed.closed.is_set()
+
+        return self._session_for(container, stop, interrupt=interrupt, closed=part_closed, on_end=on_end)
+
+    def _reader_for(self, feed: _Feed) -> Callable[[int], bytes]:
+        def read(n: int) -> bytes:
+            if self._violation is not None:
+                return b""
+            return feed.read(n)
+
+        return read
+
+    def _session_for(self, container, stop, interrupt=None, closed=None, on_end=None) -> AvSession:
         if not container.streams.video and not container.streams.audio:
             container.close()
-            raise ValueError(f"{self.url}: no audio or video stream")
+            raise ValueError(f"{self.name}: no audio or video stream")
         watch = stop if closed is None else AnyEvent(stop, closed)
-        return AvSession(
+        session = AvSession(
             container,
             AnyEvent(watch, self._closed),
             realtime=self.options.realtime,
             interrupt=interrupt,
-            name=self.url,
+            on_end=on_end,
+            name=self.name,
         )
+        session.discontinuity = False
+        return session
 
     def close(self) -> None:
         self._closed.set()
