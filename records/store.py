@@ -130,10 +130,12 @@ class Store:
             "UPDATE channels SET status = $2, status_reason = $3 WHERE id = $1", channel_id, status, reason
         )
 
-    async def report_health(self, channel_id: str, status: str, health: Health) -> None:
+    async def report_health(self, channel_id: str, status: str, health: Health, reason: str = "") -> None:
+        """The actor's heartbeat: its own status and reason replace whatever was said before."""
         await self.pool.execute(
-            "UPDATE channels SET status = $2, health = $3, health_at = now() WHERE id = $1 AND deleted_at IS NULL",
-            channel_id, status, msgspec.to_builtins(health),
+            "UPDATE channels SET status = $2, status_reason = $4, health = $3, health_at = now() "
+            "WHERE id = $1 AND deleted_at IS NULL",
+            channel_id, status, msgspec.to_builtins(health), reason,
         )
 
     # -- events and clips -----------------------------------------------------------------

@@ -132,7 +132,7 @@ class StreamActor:
             await self.store.close()
 
     # -- threads --------------------------------------------------------------------------
-    def _set_status(self, status: str, reason: str = "") -> None:
+    def _set_status(self, status: str, reason: str = "") -> None:  # reason "" clears an old one
         self.status, self.status_reason = status, reason
         loop = getattr(self, "_loop", None)
         if loop:
@@ -300,9 +300,7 @@ class StreamActor:
     async def _health_loop(self) -> None:
         while True:
             try:
-                await self.store.report_health(self.channel_id, self.status, self._health())
-                if self.status_reason:
-                    await self.store.set_status(self.channel_id, self.status, self.status_reason)
+                await self.store.report_health(self.channel_id, self.status, self._health(), self.status_reason)
             except Exception as exc:
                 log.debug("health report failed: %s", exc)
             self._status_changed.clear()

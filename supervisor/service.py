@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from pathlib import Path
 
 import ray
 import redis.asyncio as aioredis
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 import uvicorn
 
 from gateway.api import StreamLimit
@@ -75,6 +77,11 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         stack.push_async_callback(redis.aclose)
 
         local = not settings.ray_address
+        if not local:
+            _prepare_cluster_auth()
+            if not settings.database_url:
+                log.warning("--ray-address without DATABASE_URL: the embedded PostgreSQL listens on a unix "
+                            "socket here, which stream actors on other nodes cannot reach (deploy/cluster.md)")
         ray.init(
             address=settings.ray_address or "local",
             namespace=NAMESPACE,
@@ -97,6 +104,8 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
             .options(
                 name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
                 max_restarts=-1, num_cpus=0,
+                # beside livecut up when it can be: a worker node that dies should not take it along
+                scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
             )
             .remote(config)
         )
@@ -142,6 +151,15 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         )
         await server.serve()
         log.info("stopping livecut")
+
+
+def _prepare_cluster_auth() -> None:
+    """Ray turns token auth on only for clusters it starts; joining one needs the mode set."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
+            Path("~/.ray/auth_token").expanduser().exists():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 async def _keep_supervisor_running(supervisor) -> None:

@@ -91,6 +91,8 @@ class Supervisor:
                     started.append(channel_id)
                 except Exception as exc:
                     log.warning("stream actor %s did not start: %s", channel_id, exc)
+                    # often Ray is recreating it (node loss, crash): judge its heartbeat from now on
+                    self.started_at[channel_id] = time.monotonic()
                     await self.store.set_status(channel_id, "error", f"actor failed to start: {exc}")
             for channel_id in set(self.actors) - set(channels):
                 await self._stop(channel_id)
