@@ -91,9 +91,11 @@ class Supervisor:
                     started.append(channel_id)
                 except Exception as exc:
                     log.warning("stream actor %s did not start: %s", channel_id, exc)
-                    # often Ray is recreating it (node loss, crash): judge its heartbeat from now on
-                    self.started_at[channel_id] = time.monotonic()
-                    await self.store.set_status(channel_id, "error", f"actor failed to start: {exc}")
+                    if isinstance(exc, ray.exceptions.ActorUnavailableError):
+                        # Ray is recreating it (node loss, crash): judge its heartbeat from now on.
+                        # Not on a timeout: a frozen actor must still meet the heartbeat check.
+                        self.started_at[channel_id] = time.monotonic()
+                    await self.store.set_status(channel_id, "error", f"actor failed to start: {exc!r}")
             for channel_id in set(self.actors) - set(channels):
                 await self._stop(channel_id)
                 stopped.append(channel_id)
