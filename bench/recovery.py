@@ -32,6 +32,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench.latency import percentile
 from bench.stack import LivecutProcess
 
 
@@ -89,11 +90,6 @@ def last_write(ring: Path) -> float:
     except FileNotFoundError:
         pass
     return newest
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def main() -> None:
