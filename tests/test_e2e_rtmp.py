@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 
 import asyncpg
 import av
@@ -30,14 +31,26 @@ def run(tmp_path_factory, livecut_stack, ffmpeg, espeak):
         assert response.status_code == 201, response.text
         channel = response.json()
         assert channel["ingest"]["rtmp_url"] == f"rtmp://127.0.0.1:{stack.rtmp_port}/live"
-        stack.wait_channel(channel["id"], lambda c: c["health_at"] is not None)  # actor up
+        second = stack.api("POST", "/api/channels", json={"name": "e2e second", "source": "rtmp"}).json()
+        for c in (channel, second):
+            stack.wait_channel(c["id"], lambda c: c["health_at"] is not None)  # actor up
         subscriber = ClipSubscriber(stack.base_url, stack.api_key, channel["id"])
-        push = subprocess.run(
+        # A second publisher on the same port at the same time, routed by its own key.
+        other = subprocess.Popen(
+            [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10",
+             "-f", "lavfi", "-i", "sine=frequency=220:sample_rate=48000", "-t", "30", "-c:v", "libx264",
+             "-preset", "ultrafast", "-g", "20", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv",
+             f"{second['ingest']['rtmp_url']}/{second['ingest']['stream_key']}"],
+        )
+        push = subprocess.Popen(
             [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(work / "broadcast.mp4"),
              "-c", "copy", "-f", "flv", f"{channel['ingest']['rtmp_url']}/{channel['ingest']['stream_key']}"],
-            capture_output=True, text=True, timeout=truth.duration + 60,
+            stderr=subprocess.PIPE, text=True,
         )
-        assert push.returncode == 0, push.stderr
+        both_live = _wait_both_live(stack, channel["id"], second["id"], timeout=30)
+        assert other.wait(60) == 0
+        assert push.wait(truth.duration + 60) == 0, push.stderr.read()
+        stack.api("DELETE", f"/api/channels/{second['id']}")
         clips = subscriber.wait_for(len(truth.moments) + 1, timeout=20)  # +1: prove there is no extra
         subscriber.close()
         after = stack.wait_channel(channel["id"], lambda c: c["status"] == "offline", timeout=30)
@@ -45,7 +58,24 @@ def run(tmp_path_factory, livecut_stack, ffmpeg, espeak):
         print(stack.log_tail(200))
         raise
     yield {"truth": truth, "clips": clips, "channel": channel, "after_push": after, "dsn": stack.database_url,
-           "acks": subscriber.acks, "stack": stack, "media": work / "broadcast.mp4"}
+           "acks": subscriber.acks, "stack": stack, "media": work / "broadcast.mp4", "both_live": both_live}
+
+
+def _wait_both_live(stack, first: str, second: str, timeout: float) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        views = [stack.api("GET", f"/api/channels/{cid}").json() for cid in (first, second)]
+        if all(v["status"] == "live" for v in views):
+            return views
+        time.sleep(0.5)
+    raise AssertionError(f"the two channels were never live together: {views}")
+
+
+def test_two_channels_publish_at_once_on_one_port(run):
+    first, second = run["both_live"]
+    assert first["ingest"]["rtmp_url"] == second["ingest"]["rtmp_url"]  # one port for every channel
+    assert first["ingest"]["stream_key"] != second["ingest"]["stream_key"]
+    assert first["status"] == second["status"] == "live"
 
 
 def test_each_planted_moment_gives_exactly_one_clip(run):
