@@ -155,7 +155,31 @@ class Store:
             channel_id, kind, stream_time, detail,
         )
 
-    async def commit_clip(self, clip: ClipRecord, event: MomentEvent, base_url: str = "") -> ClipRecord:
+    async def record_pending_moment(self, channel_id: str, event: MomentEvent) -> int:
+        """A moment whose clip is not cut yet: if the actor dies now, its restart reports it lost."""
+        return await self.pool.fetchval(
+            """INSERT INTO events (channel_id, kind, stream_time, score, signals)
+               VALUES ($1, 'moment_pending', $2, $3, $4) RETURNING id""",
+            channel_id, event.t, event.score, event.signals,
+        )
+
+    async def lose_moment(self, channel_id: str, event: MomentEvent, detail: str, event_id: int | None) -> None:
+        if event_id is None:
+            await self.record_event(channel_id, "clip_lost", event, detail=detail)
+        else:
+            await self.pool.execute("UPDATE events SET kind = 'clip_lost', detail = $2 WHERE id = $1", event_id, detail)
+
+    async def lose_pending_moments(self, channel_id: str, detail: str) -> int:
+        """Moments a previous run of the channel's actor detected but never cut: now reported lost."""
+        result = await self.pool.execute(
+            "UPDATE events SET kind = 'clip_lost', detail = $2 WHERE channel_id = $1 AND kind = 'moment_pending'",
+            channel_id, detail,
+        )
+        return int(result.split()[-1])
+
+    async def commit_clip(
+        self, clip: ClipRecord, event: MomentEvent, base_url: str = "", event_id: int | None = None
+    ) -> ClipRecord:
         """Insert the clip, its event and its notification in one transaction (the outbox)."""
         async with self.pool.acquire() as conn:
             async with conn.transaction():
@@ -171,11 +195,14 @@ class Store:
                     existing = await conn.fetchrow("SELECT * FROM clips WHERE id = $1", clip.id)
                     return clip_record(existing)
                 stored = msgspec.structs.replace(clip, created_at=iso(row["created_at"]))
-                await conn.execute(
-                    """INSERT INTO events (channel_id, kind, stream_time, score, signals, clip_id)
-                       VALUES ($1, 'moment', $2, $3, $4, $5)""",
-                    clip.channel_id, event.t, event.score, event.signals, clip.id,
-                )
+                if event_id is not None:  # the moment was recorded as pending when detected
+                    await conn.execute("UPDATE events SET kind = 'moment', clip_id = $2 WHERE id = $1", event_id, clip.id)
+                else:
+                    await conn.execute(
+                        """INSERT INTO events (channel_id, kind, stream_time, score, signals, clip_id)
+                           VALUES ($1, 'moment', $2, $3, $4, $5)""",
+                        clip.channel_id, event.t, event.score, event.signals, clip.id,
+                    )
                 payload = msgspec.to_builtins(stored.notification(base_url))
                 await conn.execute("INSERT INTO outbox (channel_id, payload) VALUES ($1, $2)", clip.channel_id, payload)
                 await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, clip.channel_id)

@@ -29,6 +29,7 @@ from stream_actor.sources import source_for
 log = logging.getLogger(__name__)
 
 HEALTH_INTERVAL = 2.0
+LOST_ON_RESTART = "the stream actor restarted before this moment's clip was cut"
 COMMIT_RETRY_MAX = 2.0  # longest wait between commit attempts while Postgres is down
 
 
@@ -42,6 +43,7 @@ class ActorConfig(msgspec.Struct, kw_only=True):
 class PendingClip(msgspec.Struct):
     event: MomentEvent
     buffered_at: float | None = None  # monotonic time its post-roll was buffered
+    event_id: int | None = None  # its 'moment_pending' row, once Postgres has it
 
 
 class StreamActor:
@@ -83,6 +85,9 @@ class StreamActor:
         model = await asyncio.to_thread(load_whisper_model, self.settings.speech)
         self.pipeline = DetectorPipeline(self.settings, model)
         self.store = await Store.connect(self.config.dsn, min_size=1, max_size=2)
+        # Moments a previous process of this actor detected but did not cut died with it.
+        if lost := await self.store.lose_pending_moments(self.channel_id, LOST_ON_RESTART):
+            log.warning("channel %s: %d clip(s) lost with the previous actor process", self.channel_id, lost)
         for name, target in (("ingest", self._ingest), ("detect", self._detect), ("asr", self._asr)):
             thread = threading.Thread(target=target, name=f"{name}-{self.channel_id}", daemon=True)
             thread.start()
@@ -241,6 +246,11 @@ class StreamActor:
             pending = list(self.pending)
         for item in pending:
             event = item.event
+            if item.event_id is None:
+                try:
+                    item.event_id = await self.store.record_pending_moment(self.channel_id, event)
+                except Exception as exc:  # Postgres down: the commit will record the moment instead
+                    log.debug("pending moment not recorded yet: %s", exc)
             end = event.t + opts.post_roll
             live = self.status == "live" and not final
             if live and self.ring.end < end:
@@ -250,18 +260,19 @@ class StreamActor:
             if live and self.pipeline.asr_through < end and time.monotonic() - item.buffered_at < opts.transcript_wait:
                 self.asr_flush_to = max(self.asr_flush_to, end)
                 continue  # the ASR thread is transcribing up to the clip's end
-            await self._cut_and_commit(event, max(event.t - opts.pre_roll, self.ring.start), min(end, self.ring.end))
+            await self._cut_and_commit(item, max(event.t - opts.pre_roll, self.ring.start), min(end, self.ring.end))
             with self.pending_lock:
                 self.pending.remove(item)
 
-    async def _cut_and_commit(self, event: MomentEvent, start: float, end: float) -> None:
+    async def _cut_and_commit(self, item: PendingClip, start: float, end: float) -> None:
         self._cutting += 1
         try:
-            await self._cut_and_commit_once(event, start, end)
+            await self._cut_and_commit_once(item, start, end)
         finally:
             self._cutting -= 1
 
-    async def _cut_and_commit_once(self, event: MomentEvent, start: float, end: float) -> None:
+    async def _cut_and_commit_once(self, item: PendingClip, start: float, end: float) -> None:
+        event = item.event
         clip_id = new_clip_id()
         video = self.clip_dir / f"{clip_id}.mp4"
         thumb = self.clip_dir / f"{clip_id}.jpg"
@@ -271,7 +282,7 @@ class StreamActor:
             )
         except Exception as exc:
             log.warning("clip lost on channel %s at %.1fs: %s", self.channel_id, event.t, exc)
-            await self.store.record_event(self.channel_id, "clip_lost", event, detail=str(exc))
+            await self._until_stored(self.store.lose_moment, self.channel_id, event, str(exc), item.event_id)
             return
         record = ClipRecord(
             id=clip_id,
@@ -286,16 +297,21 @@ class StreamActor:
             duration=round(cut.duration, 3),
             created_at="",
         )
+        # the files are on disk; commit as soon as Postgres answers
+        await self._until_stored(self.store.commit_clip, record, event, self.config.base_url, item.event_id)
+        self.clips += 1
+
+    async def _until_stored(self, write, *args) -> None:
+        """Retry a Postgres write until it succeeds: an outage delays a clip, never drops it."""
         backoff = 0.5
-        while True:  # the files are on disk; commit as soon as Postgres answers
+        while True:
             try:
-                await self.store.commit_clip(record, event, self.config.base_url)
-                break
+                await write(*args)
+                return
             except Exception as exc:
-                log.warning("commit of clip %s failed (%s); retrying", clip_id, exc)
+                log.warning("channel %s: %s failed (%s); retrying", self.channel_id, write.__name__, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, COMMIT_RETRY_MAX)
-        self.clips += 1
 
     async def _health_loop(self) -> None:
         while True:

@@ -71,3 +71,38 @@ def test_frozen_stream_actor_is_restarted_and_the_reason_recorded(livecut_stack)
     assert restarts and "heartbeat" in restarts[0]["detail"], events
     assert back["health"]["pid"] != old_pid
     assert stack.api("DELETE", f"/api/channels/{channel['id']}").status_code == 204
+
+
+def test_a_clip_being_cut_when_its_actor_dies_is_reported_lost(livecut_stack, ffmpeg, espeak, tmp_path):
+    from bench.broadcast import make_broadcast
+
+    stack = livecut_stack
+    truth = make_broadcast(tmp_path / "b.mp4", duration=30.0)  # one loud moment at 20 s
+    channel = _new_rtmp_channel(stack, "die mid-clip")
+    push = subprocess.Popen(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(tmp_path / "b.mp4"), "-c", "copy", "-f", "flv",
+         f"{channel['ingest']['rtmp_url']}/{channel['ingest']['stream_key']}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + truth.duration + 30
+        pending = []
+        while not pending and time.monotonic() < deadline:  # detected, post-roll not yet buffered
+            events = stack.api("GET", f"/api/channels/{channel['id']}/events").json()["items"]
+            pending = [e for e in events if e["kind"] == "moment_pending"]
+            time.sleep(0.2)
+        assert pending, events
+        pid = stack.api("GET", f"/api/channels/{channel['id']}").json()["health"]["pid"]
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        push.kill()
+    lost = []
+    deadline = time.monotonic() + 30
+    while not lost and time.monotonic() < deadline:
+        events = stack.api("GET", f"/api/channels/{channel['id']}/events").json()["items"]
+        lost = [e for e in events if e["kind"] == "clip_lost"]
+        time.sleep(0.5)
+    assert lost and "restarted" in lost[0]["detail"], events
+    assert abs(lost[0]["stream_time"] - truth.moments[0].t) < 3
+    assert stack.api("GET", "/api/clips", params={"channel_id": channel["id"]}).json()["items"] == []
+    assert stack.api("DELETE", f"/api/channels/{channel['id']}").status_code == 204

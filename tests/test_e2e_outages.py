@@ -274,7 +274,12 @@ class _PostgresDownFor:
         self.attempts = 0
         self.committed: list = []
 
-    async def commit_clip(self, record, event, base_url=""):
+    async def record_pending_moment(self, channel_id, event):
+        if time.monotonic() < self.until:
+            raise ConnectionRefusedError("Postgres is down")
+        return None  # as if recorded; the commit records the moment itself
+
+    async def commit_clip(self, record, event, base_url="", event_id=None):
         self.attempts += 1
         await asyncio.sleep(0.01)
         if time.monotonic() < self.until:

@@ -63,3 +63,17 @@ async def test_outbox_relay_delivers_in_order_and_marks_rows(store, pg_dsn, redi
     finally:
         await redis.delete(clip_stream_key(channel["id"]))
         await redis.aclose()
+
+
+async def test_a_moment_pending_when_its_actor_died_is_reported_lost_not_dropped(store):
+    channel = await store.create_channel(ChannelCreate(name="a", source="rtmp"), {})
+    cut = MomentEvent(t=20.0, score=1.5, signals={"loudness": 1.5})
+    uncut = MomentEvent(t=60.0, score=1.2, signals={"keyword": 1.2})
+    cut_id = await store.record_pending_moment(channel["id"], cut)
+    await store.record_pending_moment(channel["id"], uncut)
+    clip = await store.commit_clip(_clip(channel["id"], 10.0), cut, event_id=cut_id)
+    assert await store.lose_pending_moments(channel["id"], "actor restarted") == 1
+    events = {e["stream_time"]: e for e in await store.events(channel["id"])}
+    assert (events[20.0]["kind"], events[20.0]["clip_id"]) == ("moment", clip.id)
+    assert (events[60.0]["kind"], events[60.0]["detail"]) == ("clip_lost", "actor restarted")
+    assert len(events) == 2  # the commit settled the pending row rather than adding one
