@@ -2,7 +2,10 @@
 server (embedded ones in the data dir), clips within a minute, and a clean Ctrl-C."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -13,7 +16,17 @@ from bench.stack import LivecutProcess
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_on_embedded_servers_clips_within_a_minute_and_stops_clean(tmp_path):
+@pytest.fixture
+def data_root():
+    """Not under pytest's tmp dir: as root, the embedded PostgreSQL runs as its own user, and
+    pytest keeps /tmp/pytest-of-root private to root."""
+    path = Path(tempfile.mkdtemp(prefix="livecut-demo-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_demo_on_embedded_servers_clips_within_a_minute_and_stops_clean(data_root):
+    tmp_path = data_root
     stack = LivecutProcess(tmp_path / "data", database_url="", redis_url="", extra_args=["--demo"])
     started = time.monotonic()
     stack.start()
