@@ -1,0 +1,424 @@
+"""Capacity benchmark: how many concurrent live streams this machine keeps in real time with
+the full detector set, and what each stream costs in memory and CPU.
+
+    .venv/bin/python -m bench.capacity [--counts 2,4,6,8,10] [--seconds 300] [--max-lag 10]
+
+One ``livecut up`` runs the whole time, with ``--streams-per-node`` and ``--max-streams`` set
+to the largest count. One synthetic broadcast is made with ``bench.broadcast`` (speech all
+along, loud and keyword moments planted every 20 s, so ASR, loudness, keywords, scene and
+fusion all work, and clips get cut). Then, for each count N in ascending order:
+
+1. channels are added up to N (those of the previous count keep running, publishers and all);
+   each new one gets its own publisher process (``python -m supervisor.demo``) that loops the
+   broadcast over RTMP, paced to real time; starts are staggered by a second;
+2. once every channel is live, and after ``--settle`` seconds, each channel's health is sampled
+   every ``--interval`` seconds for ``--seconds``;
+3. the count PASSES if, on every channel, ``ingest_lag`` and ``detector_lag`` stayed within
+   ``--max-lag``, stream time kept pace with the wall clock (stream seconds gained / wall
+   seconds >= ``--min-pace``; wall time is the health report's own ``health_at``), and the
+   stream actor was never restarted.
+
+It stops at the first failing count and says why. Columns: worst ingest and detector lag
+over all channels, the worst pace, the stream actors' CPU seconds per stream-second (from
+``cpu_seconds`` / ``stream_time`` deltas, so model load is not in it), the mean RSS of a stream
+actor, the 1-minute load average (mean over the window) and how busy the whole machine was.
+Load and busy are machine-wide: they include the publishers (their own CPU is shown as
+``pub``), livecut's other processes, and anything else running on the machine.
+
+Uses DATABASE_URL / REDIS_URL when set, else the embedded servers.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+
+from bench.broadcast import make_broadcast
+from bench.stack import LivecutProcess
+
+ACTOR_CPUS = 0.25  # SupervisorConfig.actor_cpus: the Ray CPU request of one stream actor
+GROWING = 2.0  # lag gained (s) from the first third of the window to the last that counts as a backlog
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class Sample:
+    wall: float  # when we polled
+    status: str
+    reason: str
+    at: float | None  # health_at: when the actor reported (the DB's clock)
+    health: dict
+
+
+@dataclass
+class ChannelStats:
+    channel_id: str
+    samples: list[Sample] = field(default_factory=list)
+
+    def live(self) -> list[Sample]:
+        return [s for s in self.samples if s.status == "live" and s.health and s.at is not None]
+
+    @property
+    def pids(self) -> list[int]:
+        seen: list[int] = []
+        for s in self.samples:
+            pid = (s.health or {}).get("pid")
+            if pid and pid not in seen:
+                seen.append(pid)
+        return seen
+
+    def lag(self, key: str) -> float:
+        return max((s.health.get(key, 0.0) for s in self.samples if s.health), default=0.0)
+
+    def _span(self) -> tuple[Sample, Sample] | None:
+        """First and last live sample of the last actor process seen (a restart resets stream time)."""
+        pid = self.pids[-1] if self.pids else None
+        live = [s for s in self.live() if s.health.get("pid") == pid]
+        if len(live) < 2 or live[-1].at - live[0].at <= 0:
+            return None
+        return live[0], live[-1]
+
+    def pace(self) -> float | None:
+        span = self._span()
+        if span is None:
+            return None
+        a, b = span
+        return (b.health["stream_time"] - a.health["stream_time"]) / (b.at - a.at)
+
+    def cpu_and_stream(self) -> tuple[float, float]:
+        span = self._span()
+        if span is None:
+            return 0.0, 0.0
+        a, b = span
+        return b.health["cpu_seconds"] - a.health["cpu_seconds"], b.health["stream_time"] - a.health["stream_time"]
+
+    def trend(self, key: str) -> tuple[float, float]:
+        """(seconds of lag gained, per minute) from the first live third of the window to the last."""
+        live = self.live()
+        if len(live) < 6:
+            return 0.0, 0.0
+        k = len(live) // 3
+        head, tail = live[:k], live[-k:]
+        dt = (sum(s.at for s in tail) - sum(s.at for s in head)) / k
+        dl = (sum(s.health.get(key, 0.0) for s in tail) - sum(s.health.get(key, 0.0) for s in head)) / k
+        return dl, (60.0 * dl / dt if dt > 0 else 0.0)
+
+    def live_fraction(self) -> float:
+        return len(self.live()) / len(self.samples) if self.samples else 0.0
+
+
+@dataclass
+class StepResult:
+    count: int
+    passed: bool
+    reason: str
+    worst_ingest: float = 0.0
+    worst_detector: float = 0.0
+    worst_pace: float | None = None
+    cpu_per_s: float | None = None
+    rss_mib: float | None = None
+    load: float | None = None
+    busy: float | None = None
+    pub_cpu_per_s: float | None = None
+
+
+class Publishers:
+    """One ``python -m supervisor.demo FILE URL`` process per channel, looping the broadcast in real time."""
+
+    def __init__(self, media: Path, log_dir: Path):
+        self.media = media
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen] = []
+
+    def add(self, url: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"publisher-{len(self.procs)}.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.demo", str(self.media), url],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()  # the child holds its own descriptor
+        self.procs.append(proc)
+        return proc
+
+    def dead(self) -> list[int]:
+        return [i for i, p in enumerate(self.procs) if p.poll() is not None]
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for p in self.procs:
+            try:
+                t = psutil.Process(p.pid).cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()  # publish_forever stops after the packet it is on
+        deadline = time.monotonic() + 10
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+def machine_busy() -> tuple[float, float]:
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0), sum(t)
+
+
+def poll(stack: LivecutProcess, channel_id: str) -> Sample:
+    wall = time.time()
+    try:
+        c = stack.api("GET", f"/api/channels/{channel_id}").json()
+    except Exception as exc:  # the gateway itself may be starved at high counts
+        return Sample(wall, "unreachable", repr(exc), None, {})
+    return Sample(wall, c.get("status", "?"), c.get("status_reason", ""), _epoch(c.get("health_at")), c.get("health") or {})
+
+
+def wait_live(stack: LivecutProcess, channels: list[dict], timeout: float) -> dict[str, Sample]:
+    """Wait until every channel is live with its stream time moving; return those that are not."""
+    deadline = time.monotonic() + timeout
+    first: dict[str, float] = {}
+    pending = {c["id"] for c in channels}
+    last: dict[str, Sample] = {}
+    while pending and time.monotonic() < deadline:
+        for cid in sorted(pending):
+            s = last[cid] = poll(stack, cid)
+            if s.status == "live" and s.health.get("stream_time", 0.0) > 0:
+                t = s.health["stream_time"]
+                if cid in first and t > first[cid]:
+                    pending.discard(cid)
+                first.setdefault(cid, t)
+        if pending:
+            time.sleep(1.0)
+    return {cid: last[cid] for cid in pending}
+
+
+def why(failures: dict[str, list[str]], n: int) -> str:
+    parts = []
+    for what, who in failures.items():
+        parts.append(f"{what} on {len(who)}/{n} channel{'s' if n > 1 else ''}")
+    return "; ".join(parts)
+
+
+def measure(stack: LivecutProcess, channels: list[dict], publishers: Publishers, args) -> StepResult:
+    n = len(channels)
+    stats = {c["id"]: ChannelStats(c["id"]) for c in channels}
+    loads: list[float] = []
+    busy0, total0 = machine_busy()
+    pub0 = publishers.cpu_seconds()
+    start = time.monotonic()
+    end = start + args.seconds
+    next_at = start
+    while True:
+        for cid, st in stats.items():
+            st.samples.append(poll(stack, cid))
+        loads.append(os.getloadavg()[0])
+        if time.monotonic() >= end:
+            break
+        next_at += args.interval
+        time.sleep(max(0.0, min(next_at, end) - time.monotonic()))
+    busy1, total1 = machine_busy()
+    pub_cpu = publishers.cpu_seconds() - pub0
+    wall = time.monotonic() - start
+
+    res = StepResult(count=n, passed=True, reason="")
+    res.worst_ingest = max(st.lag("ingest_lag") for st in stats.values())
+    res.worst_detector = max(st.lag("detector_lag") for st in stats.values())
+    paces = [p for st in stats.values() if (p := st.pace()) is not None]
+    res.worst_pace = min(paces) if paces else None
+    cpu = stream = 0.0
+    for st in stats.values():
+        c, s = st.cpu_and_stream()
+        cpu, stream = cpu + c, stream + s
+    res.cpu_per_s = cpu / stream if stream > 0 else None
+    rss = [s.health["rss_bytes"] for st in stats.values() for s in st.samples if s.health.get("rss_bytes")]
+    res.rss_mib = sum(rss) / len(rss) / 2**20 if rss else None
+    res.load = sum(loads) / len(loads)
+    res.busy = 100.0 * (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
+    res.pub_cpu_per_s = pub_cpu / (n * wall) if wall > 0 else None
+
+    failures: dict[str, list[str]] = {}
+
+    def fail(what: str, cid: str) -> None:
+        failures.setdefault(what, []).append(cid)
+
+    if dead := publishers.dead():
+        failures[f"publisher process(es) {dead} exited (see their logs): a bench problem, not livecut"] = dead
+    for cid, st in stats.items():
+        if len(st.pids) > 1:
+            reasons = {s.reason for s in st.samples if s.reason.startswith("restarted")}
+            fail(f"stream actor restarted ({', '.join(sorted(reasons)) or 'pid changed'})", cid)
+        if st.lag("ingest_lag") > args.max_lag:
+            fail("ingest lag over the limit", cid)
+        if st.lag("detector_lag") > args.max_lag:
+            fail("detector lag over the limit", cid)
+        pace = st.pace()
+        if pace is None:
+            last = st.samples[-1]
+            fail(f"no stream progress to measure (last status {last.status}: {last.reason or '-'})", cid)
+        elif pace < args.min_pace:
+            fail(f"stream time fell behind the wall clock (pace < {args.min_pace})", cid)
+        if st.live_fraction() < 0.8:
+            fail("live for under 80% of the samples", cid)
+    if not failures:
+        return res
+
+    res.passed = False
+    detail = []
+    if "detector lag over the limit" in failures:
+        worst = max(stats.values(), key=lambda st: st.lag("detector_lag"))
+        gained, slope = worst.trend("detector_lag")
+        shape = (f"growing, +{gained:.1f} s over the window ({slope:+.1f} s/min): the detectors (ASR, the "
+                 f"costliest stage) run slower than real time and fall further behind the ring buffer"
+                 if gained >= GROWING else
+                 f"not growing ({gained:+.1f} s over the window): peaks, e.g. ASR chunks cut at pauses "
+                 f"and stalls around clip cuts, not a backlog")
+        detail.append(f"detector lag up to {worst.lag('detector_lag'):.1f} s > {args.max_lag:g} s ({shape})")
+    if "ingest lag over the limit" in failures:
+        worst = max(stats.values(), key=lambda st: st.lag("ingest_lag"))
+        gained, slope = worst.trend("ingest_lag")
+        shape = "growing" if gained >= GROWING else "not growing"
+        detail.append(f"ingest lag up to {worst.lag('ingest_lag'):.1f} s > {args.max_lag:g} s ({shape}, "
+                      f"{gained:+.1f} s over the window): the actor's ingest thread reads the RTMP stream "
+                      f"slower than real time")
+    if res.worst_pace is not None and res.worst_pace < args.min_pace:
+        detail.append(f"stream time gained only {res.worst_pace:.3f} s per wall second")
+    res.reason = why(failures, n) + (" -- " + "; ".join(detail) if detail else "")
+    return res
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+HEADER = (f"{'count':>5} {'result':>6} {'ingest_lag':>10} {'detector_lag':>12} {'pace':>6} "
+          f"{'CPU-s/s':>8} {'RSS MiB':>8} {'load1':>6} {'busy%':>6} {'pub':>6}")
+
+
+def row(r: StepResult) -> str:
+    return (f"{r.count:>5} {'PASS' if r.passed else 'FAIL':>6} {r.worst_ingest:>9.2f}s {r.worst_detector:>11.2f}s "
+            f"{fmt(r.worst_pace, '.3f'):>6} {fmt(r.cpu_per_s, '.3f'):>8} {fmt(r.rss_mib, '.0f'):>8} "
+            f"{fmt(r.load, '.2f'):>6} {fmt(r.busy, '.0f'):>6} {fmt(r.pub_cpu_per_s, '.3f'):>6}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--counts", default="2,4,6,8,10", help="stream counts to try, ascending (default 2,4,6,8,10)")
+    parser.add_argument("--seconds", type=float, default=300.0, help="measured seconds per count (default 300)")
+    parser.add_argument("--max-lag", type=float, default=10.0, help="largest ingest or detector lag allowed (s)")
+    parser.add_argument("--min-pace", type=float, default=0.95, help="least stream seconds per wall second")
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between health samples")
+    parser.add_argument("--settle", type=float, default=20.0, help="seconds after all channels are live, before measuring")
+    parser.add_argument("--broadcast-seconds", type=float, default=120.0, help="length of the looped broadcast")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (livecut.log, publisher logs, clips)")
+    args = parser.parse_args()
+    counts = sorted({int(c) for c in args.counts.split(",") if c.strip()})
+    if not counts or counts[0] < 1:
+        parser.error("--counts needs positive integers")
+    top = counts[-1]
+
+    work = Path(tempfile.mkdtemp(prefix="livecut-capacity-"))
+    print(f"livecut capacity bench: counts {counts}, {args.seconds:.0f} s each, max lag {args.max_lag:g} s, "
+          f"pace >= {args.min_pace}, {os.cpu_count()} cores, work dir {work}", flush=True)
+    if top * ACTOR_CPUS > (os.cpu_count() or 1):
+        print(f"note: each stream actor asks Ray for {ACTOR_CPUS} CPU and Ray has {os.cpu_count()}: "
+              f"at most {int((os.cpu_count() or 1) / ACTOR_CPUS)} actors can be placed", flush=True)
+    media = work / "broadcast.mp4"
+    t0 = time.monotonic()
+    truth = make_broadcast(media, duration=args.broadcast_seconds)
+    print(f"broadcast: {args.broadcast_seconds:.0f} s, {len(truth.moments)} planted moments "
+          f"({time.monotonic() - t0:.0f} s to make)", flush=True)
+
+    stack = LivecutProcess(
+        work / "data", database_url=os.environ.get("DATABASE_URL", ""), redis_url=os.environ.get("REDIS_URL", ""),
+        extra_args=["--streams-per-node", str(top), "--max-streams", str(top)],
+    )
+    publishers = Publishers(media, work)
+    channels: list[dict] = []
+    results: list[StepResult] = []
+    failed: StepResult | None = None
+    try:
+        t0 = time.monotonic()
+        stack.start()
+        print(f"livecut up healthy in {time.monotonic() - t0:.0f} s", flush=True)
+        print(HEADER, flush=True)
+        for n in counts:
+            t0 = time.monotonic()
+            new = []
+            while len(channels) < n:
+                r = stack.api("POST", "/api/channels", json={"name": f"capacity-{len(channels)}", "source": "rtmp"})
+                if r.status_code >= 300:
+                    raise RuntimeError(f"could not register channel {len(channels) + 1}: {r.status_code} {r.text}")
+                channels.append(r.json())
+                new.append(channels[-1])
+            for c in new:  # each actor has loaded its models and reported before its publisher starts
+                try:
+                    stack.wait_channel(c["id"], lambda ch: ch["health_at"] is not None, timeout=180)
+                except TimeoutError:
+                    pass  # judged below: it never goes live
+            for c in new:
+                publishers.add(f"{c['ingest']['rtmp_url']}/{c['ingest']['stream_key']}")
+                time.sleep(1.0)  # stagger: real streams do not hit their moments in lockstep
+            not_live = wait_live(stack, channels, timeout=60 + 5 * len(new))
+            if not_live:
+                reasons = sorted({f"{s.status}: {s.reason or '-'}" for s in not_live.values()})
+                why_not = f"{len(not_live)}/{n} channels never went live ({'; '.join(reasons)})"
+                if n * ACTOR_CPUS > (os.cpu_count() or 1):
+                    why_not += (f" -- Ray cannot place more than {int((os.cpu_count() or 1) / ACTOR_CPUS)} stream "
+                                f"actors ({ACTOR_CPUS} CPU each, {os.cpu_count()} CPUs)")
+                failed = StepResult(count=n, passed=False, reason=why_not)
+                print(f"{n:>5} {'FAIL':>6}  {why_not}", flush=True)
+                break
+            time.sleep(args.settle)
+            result = measure(stack, channels, publishers, args)
+            results.append(result)
+            print(row(result) + f"   ({time.monotonic() - t0:.0f} s)", flush=True)
+            if not result.passed:
+                failed = result
+                print(f"      why: {result.reason}", flush=True)
+                break
+    except BaseException:
+        print(f"\nlivecut log tail:\n{stack.log_tail(40)}", file=sys.stderr)
+        raise
+    finally:
+        publishers.stop()
+        try:
+            stack.stop()
+        finally:
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+
+    passed = [r.count for r in results if r.passed]
+    best = max(passed) if passed else 0
+    print("\ncolumns: worst ingest/detector lag over all channels; pace = worst stream s per wall s; CPU-s/s = "
+          "stream actor CPU-s per stream-second; RSS = mean stream actor RSS; load1 = mean 1-min load average; "
+          "busy = machine CPU use; pub = publisher CPU-s per stream-second (all machine-wide figures include "
+          "whatever else runs here)")
+    if failed is None:
+        print(f"capacity: {best} streams on this machine (no failure up to {top}; try larger --counts)")
+    else:
+        print(f"capacity: {best} streams on this machine (first failure at {failed.count}: {failed.reason})")
+
+
+if __name__ == "__main__":
+    main()
