@@ -247,8 +247,8 @@ class StreamActor:
         for item in pending:
             event = item.event
             if item.event_id is None:
-                try:
-                    item.event_id = await self.store.record_pending_moment(self.channel_id, event)
+                try:  # bounded: an unreachable Postgres must not hold up cutting
+                    item.event_id = await asyncio.wait_for(self.store.record_pending_moment(self.channel_id, event), 2.0)
                 except Exception as exc:  # Postgres down: the commit will record the moment instead
                     log.debug("pending moment not recorded yet: %s", exc)
             end = event.t + opts.post_roll
