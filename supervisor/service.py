@@ -125,7 +125,10 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         whip = WhipIngest(router.open_for_whip, WhipOptions(public_ip=settings.public_ip or None))
 
         app = create_app(settings, store, redis, SupervisorControl(supervisor, settings), whip=whip)
-        server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=3))
+        server = _Server(uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
+            timeout_graceful_shutdown=3,  # a long-polling Socket.IO client must not hold up Ctrl-C
+        ))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
