@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     up.add_argument("--public-host", default=os.environ.get("LIVECUT_PUBLIC_HOST", ""), help="host name to print in URLs")
     up.add_argument("--allow-private-urls", action="store_true", default=os.environ.get("LIVECUT_ALLOW_PRIVATE_URLS") == "1", help="let url sources reach files, loopback and private networks")
     up.add_argument("--public-ip", default=os.environ.get("LIVECUT_PUBLIC_IP", ""), help="public IP advertised to WHIP publishers behind a 1:1 NAT")
-    up.add_argument("--streams-per-node", type=int, default=int(os.environ.get("LIVECUT_STREAMS_PER_NODE", 6)), help="stream slots of the local Ray node (default 6)")
+    up.add_argument("--streams-per-node", type=int, default=int(os.environ.get("LIVECUT_STREAMS_PER_NODE", 2 * (os.cpu_count() or 1))), help="stream slots of the local Ray node (default 2 per core: bench.capacity kept 4 in real time on 2 cores)")
     up.add_argument("--max-streams", type=int, default=int(os.environ.get("LIVECUT_MAX_STREAMS", 100)), help="active channels allowed in this workspace (default 100)")
     up.add_argument("--actor-gpus", type=float, default=float(os.environ.get("LIVECUT_ACTOR_GPUS", 0)), help="GPU fraction per stream actor, e.g. 0.25 (default 0: CPU)")
     up.add_argument("--heartbeat-timeout", type=float, default=float(os.environ.get("LIVECUT_HEARTBEAT_TIMEOUT", 20)), help="seconds without a health report before a stream actor is restarted (default 20)")
