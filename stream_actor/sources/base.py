@@ -60,6 +60,8 @@ class Source(ABC):
 
     #: Why the last attempt to get a session failed (for health/status); None if fine.
     last_error: str | None = None
+    #: The session being consumed now, so ``close()`` from another thread can interrupt it.
+    _session: SourceSession | None = None
 
     @classmethod
     @abstractmethod
@@ -78,6 +80,15 @@ class Source(ABC):
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release sockets and interrupt the current session."""
+
+    def _serve(self, session: SourceSession) -> Iterator[SourceSession]:
+        """Yield one session as the current one; close it however the consumer leaves."""
+        self._session = session
+        try:
+            yield session
+        finally:
+            session.close()
+            self._session = None
 
 
 _registry: list[type[Source]] = []

@@ -100,7 +100,6 @@ class RtspSource(Source):
         self.last_error: str | None = None
         self.sessions_started = 0
         self.failures = 0  # consecutive failed attempts
-        self._session: AvSession | None = None
         self._closed = threading.Event()
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -137,12 +136,7 @@ class RtspSource(Source):
             self.sessions_started += 1
             self.failures = 0
             self.last_error = None
-            self._session = session
-            try:
-                yield session
-            finally:
-                session.close()
-                self._session = None
+            yield from self._serve(session)
             if either.is_set():
                 return
             if session.error:

@@ -312,7 +312,6 @@ class UrlSource(Source):
         self.last_error: str | None = None
         self.quality_name: str | None = None  # the streamlink stream chosen last
         self.opens = 0  # open attempts (for tests and status)
-        self._session: AvSession | None = None
         self._closed = threading.Event()
         self._streamlink = None
         self._violation: UnsafeUrl | None = None
@@ -359,12 +358,7 @@ class UrlSource(Source):
             try:
                 session: AvSession | None = opened.first
                 while session is not None:
-                    self._session = session
-                    try:
-                        yield session
-                    finally:
-                        session.close()
-                        self._session = None
+                    yield from self._serve(session)
                     packets += session.packet_count
                     if session.error:
                         self.last_error = redact_text(session.error)
