@@ -90,6 +90,17 @@ class Store:
         row = await self.pool.fetchrow("SELECT * FROM channels WHERE id = $1 AND deleted_at IS NULL", channel_id)
         return dict(row) if row else None
 
+    async def last_stream_time(self, channel_id: str) -> tuple[float, float] | None:
+        """The stream time the channel's actor last reported, and seconds since (database clock)."""
+        row = await self.pool.fetchrow(
+            "SELECT (health->>'stream_time')::float8 AS stream_time, "
+            "extract(epoch FROM now() - health_at)::float8 AS age FROM channels WHERE id = $1",
+            channel_id,
+        )
+        if row is None or row["stream_time"] is None or row["age"] is None:
+            return None
+        return row["stream_time"], max(0.0, row["age"])
+
     async def list_channels(self) -> list[dict]:
         """Active channels; ``health_age`` is seconds since the last heartbeat, by the database's clock."""
         rows = await self.pool.fetch(

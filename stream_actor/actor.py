@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 HEALTH_INTERVAL = 2.0
 LOST_ON_RESTART = "the stream actor restarted before this moment's clip was cut"
 COMMIT_RETRY_MAX = 2.0  # longest wait between commit attempts while Postgres is down
+RESUME_MARGIN = HEALTH_INTERVAL  # the last reported stream time may be this old
+FINISH_MARGIN = 3.0  # seconds a stop waits beyond a pending clip's post-roll (cut and commit)
 
 
 class ActorConfig(msgspec.Struct, kw_only=True):
@@ -69,6 +71,7 @@ class StreamActor:
         self.clips = 0
         self.events = 0
         self.session_origin: tuple[float, float] | None = None  # (wall, stream time) at session start
+        self.clock = StreamClock()
         self.pipeline: DetectorPipeline | None = None
         self.store: Store | None = None
         self.process = psutil.Process()
@@ -88,6 +91,11 @@ class StreamActor:
         # Moments a previous process of this actor detected but did not cut died with it.
         if lost := await self.store.lose_pending_moments(self.channel_id, LOST_ON_RESTART):
             log.warning("channel %s: %d clip(s) lost with the previous actor process", self.channel_id, lost)
+        # Stream time goes on from where the previous process of this actor left it (plus the
+        # time it was down), so clip times stay monotonic per channel across restarts.
+        if last := await self.store.last_stream_time(self.channel_id):
+            stream_time, age = last
+            self.clock.resume(stream_time + RESUME_MARGIN, time.time() - age)
         for name, target in (("ingest", self._ingest), ("detect", self._detect), ("asr", self._asr)):
             thread = threading.Thread(target=target, name=f"{name}-{self.channel_id}", daemon=True)
             thread.start()
@@ -111,7 +119,17 @@ class StreamActor:
         return {"status": self.status, "status_reason": self.status_reason, **msgspec.to_builtins(self._health())}
 
     async def stop(self) -> None:
-        """Stop ingest, let the detectors drain, finish pending clips, then report offline."""
+        """Finish the clip in progress, stop ingest, let the detectors drain, cut what they
+        found, then report offline.
+
+        A moment already detected keeps the stream open until its post-roll is buffered and
+        its clip cut (bounded by the post-roll plus the transcript wait), so deleting a
+        channel or stopping livecut does not truncate it.
+        """
+        opts = self.settings.clip
+        finish_by = time.monotonic() + opts.post_roll + opts.transcript_wait + FINISH_MARGIN
+        while self.pending and self.status == "live" and time.monotonic() < finish_by:
+            await asyncio.sleep(0.1)
         self.stop_event.set()
         self.source.close()
         for thread in self._threads:
@@ -144,7 +162,7 @@ class StreamActor:
             loop.call_soon_threadsafe(self._status_changed.set)
 
     def _ingest(self) -> None:
-        clock = StreamClock()
+        clock = self.clock
         try:
             for session in self.source.sessions(self.stop_event):
                 self._run_session(session, clock)
@@ -332,14 +350,16 @@ class StreamActor:
             wall0, t0 = self.session_origin
             ingest_lag = max(0.0, (time.time() - wall0) - (ring_end - t0))
         detector_lag = 0.0
-        if self.pipeline is not None and self.status == "live":
-            detector_lag = max(0.0, ring_end - min(self.pipeline.audio_through, self.pipeline.asr_through))
+        if self.pipeline is not None and self.status == "live" and self.session_origin:
+            # from the session's first packet: an outage before it (or a restart) is not a lag
+            through = max(min(self.pipeline.audio_through, self.pipeline.asr_through), self.session_origin[1])
+            detector_lag = max(0.0, ring_end - through)
         cpu = self.process.cpu_times()
         return Health(
             seconds_buffered=round(self.ring.seconds_buffered, 3),
             ingest_lag=round(ingest_lag, 3),
             detector_lag=round(detector_lag, 3),
-            stream_time=round(ring_end, 3),
+            stream_time=round(max(ring_end, self.clock.end), 3),  # a new process resumes from here
             clips=self.clips,
             events=self.events,
             cpu_seconds=round(cpu.user + cpu.system - self.cpu_at_start, 3),

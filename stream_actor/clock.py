@@ -96,6 +96,13 @@ class StreamClock:
 
     start_session = begin_session  # alias
 
+    def resume(self, end: float, wall_end: float) -> None:
+        """Continue an earlier clock (e.g. of a restarted actor) that reached stream time
+        ``end`` at wall time ``wall_end``: the next session starts after it, plus the gap."""
+        if end > self._end:
+            self._end = end
+            self._wall_end = wall_end
+
     @property
     def end(self) -> float:
         """Latest stream time seen, including that packet's duration."""

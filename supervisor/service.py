@@ -110,9 +110,9 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
             .remote(config)
         )
         await supervisor.start.remote()
-        stack.push_async_callback(_stop_supervisor, supervisor)
         watchdog = asyncio.create_task(_keep_supervisor_running(supervisor))
-        stack.callback(watchdog.cancel)
+        stop_streams = _StreamsStop(supervisor, watchdog)
+        stack.push_async_callback(stop_streams)  # if starting fails from here on
 
         stop_relay = asyncio.Event()
         relay = asyncio.create_task(OutboxRelay(store, redis, dsn).run(stop_relay))
@@ -141,6 +141,9 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
             publisher.start()
             stack.callback(publisher.stop)
             demo_line = f"\n  demo:     channel {channel['id']} fed by the bundled sample; clips appear within a minute"
+        # Registered last, so it runs first on exit: stream actors finish the clips in progress
+        # while the RTMP ingest, the demo publisher and the outbox relay still run.
+        stack.push_async_callback(stop_streams)
 
         print(
             f"\nlivecut is up\n"
@@ -175,12 +178,22 @@ async def _keep_supervisor_running(supervisor) -> None:
             log.warning("supervisor not answering: %s", exc)
 
 
-async def _stop_supervisor(supervisor) -> None:
-    try:
-        await asyncio.wait_for(supervisor.shutdown.remote(), 45)
-    except Exception as exc:
-        log.warning("supervisor shutdown: %s", exc)
-    ray.kill(supervisor, no_restart=True)
+class _StreamsStop:
+    """Stops the watchdog, then the supervisor and its stream actors, gracefully; once."""
+
+    def __init__(self, supervisor, watchdog: asyncio.Task) -> None:
+        self.supervisor, self.watchdog, self.done = supervisor, watchdog, False
+
+    async def __call__(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.watchdog.cancel()  # it would start the reconcile loop again
+        try:
+            await asyncio.wait_for(self.supervisor.shutdown.remote(), 45)
+        except Exception as exc:
+            log.warning("supervisor shutdown: %s", exc)
+        ray.kill(self.supervisor, no_restart=True)
 
 
 async def _stop_task(task: asyncio.Task, stop: asyncio.Event) -> None:

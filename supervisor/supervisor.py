@@ -53,6 +53,7 @@ class Supervisor:
         self.store: Store | None = None
         self._loop_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
+        self._stopping: dict[str, asyncio.Task] = {}  # graceful stops of removed channels' actors
 
     async def start(self) -> None:
         if self._loop_task is None:
@@ -97,7 +98,10 @@ class Supervisor:
                         self.started_at[channel_id] = time.monotonic()
                     await self.store.set_status(channel_id, "error", f"actor failed to start: {exc!r}")
             for channel_id in set(self.actors) - set(channels):
-                await self._stop(channel_id)
+                # in the background: a graceful stop waits for the clip in progress, and
+                # other channels must not wait for it
+                task = self._stopping[channel_id] = asyncio.create_task(self._stop(channel_id))
+                task.add_done_callback(lambda _, cid=channel_id: self._stopping.pop(cid, None))
                 stopped.append(channel_id)
             return {"running": sorted(started), "stopped": stopped}
 
@@ -106,7 +110,7 @@ class Supervisor:
         for name in await asyncio.to_thread(ray.util.list_named_actors):  # our namespace only
             if name.startswith("stream-"):
                 channel_id = name.removeprefix("stream-")
-                if channel_id not in self.actors:
+                if channel_id not in self.actors and channel_id not in self._stopping:
                     try:
                         self.actors[channel_id] = await asyncio.to_thread(ray.get_actor, name, NAMESPACE)
                         self.started_at[channel_id] = time.monotonic()
@@ -170,7 +174,8 @@ class Supervisor:
         if self._loop_task:
             self._loop_task.cancel()
         async with self._lock:
-            await asyncio.gather(*(self._stop(cid) for cid in list(self.actors)), return_exceptions=True)
+            await asyncio.gather(*(self._stop(cid) for cid in list(self.actors)), *self._stopping.values(),
+                                 return_exceptions=True)
 
     async def channel_health(self) -> dict[str, dict]:
         async def one(handle):

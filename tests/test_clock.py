@@ -159,3 +159,15 @@ def test_aliases():
     wall[0] = 60.0
     clock.start_session(58.0)
     assert clock.to_stream_time(0, 0.0) == pytest.approx(1.0 + 8.0)
+
+
+def test_resume_continues_an_earlier_clock_after_the_time_it_was_down():
+    wall = [100.0]
+    clock = StreamClock(now=lambda: wall[0])
+    clock.resume(500.0, wall_end=90.0)  # a previous process reached 500 s, 10 s ago
+    clock.begin_session()
+    assert clock.time(V, 7.0) == pytest.approx(510.0)
+    wall[0] = 101.0
+    assert clock.time(V, 8.0) == pytest.approx(511.0)
+    clock.resume(100.0, wall_end=0.0)  # an older reading changes nothing
+    assert clock.end == pytest.approx(511.0)

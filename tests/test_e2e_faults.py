@@ -28,30 +28,107 @@ def _publish(ffmpeg: str, channel: dict, seconds: int) -> subprocess.Popen:
     )
 
 
-def test_sigkilled_stream_actor_is_back_within_10s_and_takes_the_next_publish(livecut_stack, ffmpeg):
+@pytest.fixture(scope="module")
+def one_moment(tmp_path_factory, ffmpeg, espeak):
+    """A 40 s broadcast with one loud moment at 15 s (pushes last past its clip's cut)."""
+    from bench.broadcast import Moment, make_broadcast
+
+    path = tmp_path_factory.mktemp("faults-media") / "one_moment.mp4"
+    truth = make_broadcast(path, duration=40.0, moments=[Moment(15.0, "loud")])
+    return path, truth.moments[0].t
+
+
+def _push_file(ffmpeg: str, channel: dict, path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(path), "-c", "copy", "-f", "flv",
+         f"{channel['ingest']['rtmp_url']}/{channel['ingest']['stream_key']}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def _covers(clip: dict, t: float) -> bool:
+    return clip["stream_start"] <= t <= clip["stream_end"]
+
+
+def test_sigkilled_stream_actor_is_back_within_10s_and_no_clip_is_lost_or_doubled(livecut_stack, ffmpeg, one_moment):
+    """Kill -9 during a live push: a new actor within 10 s, the publisher's reconnect resumes
+    the stream (stream time goes on), and the subscriber gets the clip of the moment pushed
+    before the kill and of the one pushed after, each once, also across its own reconnect."""
+    from bench.stack import ClipSubscriber
+
     stack = livecut_stack
+    media, moment_t = one_moment
     channel = _new_rtmp_channel(stack, "kill me")
-    push = _publish(ffmpeg, channel, 60)
+    subscriber = ClipSubscriber(stack.base_url, stack.api_key, channel["id"])
+    push = _push_file(ffmpeg, channel, media)
     try:
-        live = stack.wait_channel(channel["id"], lambda c: c["status"] == "live", timeout=30)
+        first = subscriber.wait_for(1, timeout=60)
+        assert len(first) == 1 and _covers(first[0], moment_t), first
+        live = stack.wait_channel(channel["id"], lambda c: c["status"] == "live", timeout=10)
         old_pid = live["health"]["pid"]
-        os.kill(old_pid, signal.SIGKILL)
+        old_time = live["health"]["stream_time"]
+        os.kill(old_pid, signal.SIGKILL)  # the publisher is still pushing
         killed = time.monotonic()
-        back = stack.wait_channel(
-            channel["id"], lambda c: c["health"]["pid"] not in (0, old_pid), timeout=30
-        )
+        back = stack.wait_channel(channel["id"], lambda c: c["health"]["pid"] not in (0, old_pid), timeout=30)
         assert time.monotonic() - killed < 10, back
         assert push.wait(30) != 0  # the publisher lost its connection, as OBS would...
     finally:
         push.kill()
-    again = _publish(ffmpeg, channel, 6)  # ...and its reconnect finds the channel ready
+    again = _push_file(ffmpeg, channel, media)  # ...and its reconnect finds the channel ready
     try:
         resumed = stack.wait_channel(channel["id"], lambda c: c["status"] == "live", timeout=30)
         assert resumed["health"]["pid"] == back["health"]["pid"]
+        clips = subscriber.wait_for(2, timeout=60)
         assert again.wait(60) == 0
     finally:
         again.kill()
+        subscriber.close()
+    assert len(clips) == 2, clips
+    second = clips[1]
+    assert second["id"] != first[0]["id"]
+    # stream time went on across the restart: the second moment lies after everything before
+    assert second["stream_start"] > old_time, (old_time, second)
+    assert 13.5 <= second["stream_end"] - second["stream_start"] <= 17.0, second  # pre-roll 10 s + post-roll 5 s
+    # a subscriber reconnecting with the first clip's id gets the second once, and not the first
+    late = ClipSubscriber(stack.base_url, stack.api_key, channel["id"], last_clip_id=first[0]["id"])
+    try:
+        replay = late.wait_for(1, timeout=15)
+        time.sleep(2.0)  # anything more would be a duplicate
+        assert [c["id"] for c in late.clips] == [second["id"]], late.clips
+    finally:
+        late.close()
+    assert len(replay) == 1
+    rows = stack.api("GET", "/api/clips", params={"channel_id": channel["id"]}).json()["items"]
+    assert sorted(r["id"] for r in rows) == sorted(c["id"] for c in clips)
     assert stack.api("DELETE", f"/api/channels/{channel['id']}").status_code == 204
+
+
+def test_deleting_a_channel_finishes_the_clip_in_progress(livecut_stack, ffmpeg, one_moment):
+    """DELETE right after a moment is detected: the clip still gets its whole post-roll."""
+    from bench.stack import ClipSubscriber
+
+    stack = livecut_stack
+    media, moment_t = one_moment
+    post_roll = 10.0  # long, so the delete surely lands before the post-roll is buffered
+    response = stack.api("POST", "/api/channels", json={
+        "name": "delete mid-clip", "source": "rtmp", "settings": {"clip": {"post_roll": post_roll}}})
+    assert response.status_code == 201, response.text
+    channel = response.json()
+    stack.wait_channel(channel["id"], lambda c: c["health"] is not None and c["health"]["pid"] > 0)
+    subscriber = ClipSubscriber(stack.base_url, stack.api_key, channel["id"])
+    push = _push_file(ffmpeg, channel, media)
+    try:
+        detected = stack.wait_channel(channel["id"], lambda c: c["health"]["events"] >= 1, timeout=60)
+        assert detected["health"]["clips"] == 0
+        assert stack.api("DELETE", f"/api/channels/{channel['id']}").status_code == 204
+        clips = subscriber.wait_for(1, timeout=40)
+    finally:
+        push.kill()
+        subscriber.close()
+    assert len(clips) == 1, clips
+    assert _covers(clips[0], moment_t)
+    assert clips[0]["stream_end"] >= moment_t + post_roll - 0.5, clips[0]  # not cut short by the stop
+    assert stack.api("GET", f"/api/channels/{channel['id']}").status_code == 404
 
 
 def test_frozen_stream_actor_is_restarted_and_the_reason_recorded(livecut_stack):

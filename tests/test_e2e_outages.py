@@ -266,6 +266,35 @@ def test_postgres_outage_keeps_actors_cutting_and_commits_when_back(stack, serve
     assert stack.api("DELETE", f"/api/channels/{channel['id']}").status_code == 204
 
 
+def test_ctrl_c_finishes_the_clip_in_progress_then_stops(stack, servers, media, ffmpeg):
+    """SIGINT to `livecut up` right after a moment is detected: its clip is cut with its whole
+    post-roll, committed and relayed to Redis before livecut exits (this ends the module's stack)."""
+    path, truth = media
+    dsn = servers["postgres"].dsn
+    post_roll = 10.0  # long, so the Ctrl-C surely lands before the post-roll is buffered
+    response = stack.api("POST", "/api/channels", json={
+        "name": "ctrl-c mid-clip", "source": "rtmp", "settings": {"clip": {"post_roll": post_roll}}})
+    assert response.status_code == 201, response.text
+    channel = response.json()
+    stack.wait_channel(channel["id"], lambda c: c["health"] is not None and c["health"]["pid"] > 0)
+    push = _push(ffmpeg, channel, path)
+    try:
+        detected = stack.wait_channel(channel["id"], lambda c: c["health"]["events"] >= 1, timeout=60)
+        assert detected["health"]["clips"] == 0
+        code = stack.stop()
+    finally:
+        push.kill()
+    assert code == 0, stack.log_tail()
+    assert not stack.leftovers, stack.leftovers
+    rows = _clip_rows(dsn, channel["id"])
+    assert len(rows) == 1, rows
+    moment = truth.moments[0].t
+    assert rows[0]["stream_start"] <= moment <= rows[0]["stream_end"]
+    assert rows[0]["stream_end"] >= moment + post_roll - 0.5, rows[0]  # not cut short by the stop
+    undelivered = _sql(dsn, "SELECT count(*) AS n FROM outbox WHERE delivered_at IS NULL")[0]["n"]
+    assert undelivered == 0  # the relay ran until the stream actors had stopped
+
+
 class _PostgresDownFor:
     """A Store stand-in whose writes fail until ``until`` (monotonic), like Postgres while it is down."""
 
