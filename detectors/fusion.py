@@ -1,12 +1,21 @@
-"""Fusion: detector signals that agree in time become one moment.
+"""Fusion: detector signals that agree in time become one moment, and a moment covers its cluster.
 
 Signals come from detectors with very different lags (loudness within a second, ASR keywords
-several seconds later, scene cuts whenever a keyframe arrives), so they are kept for a while
-and re-scored as they arrive, in any order. The rule that matters most downstream is
-"one moment gives one event": once an event is emitted, every signal within ``cooldown`` of it
-(before or after) belongs to that moment and can never start another.
+several seconds later, chat a few seconds after the action, scene cuts whenever a keyframe
+arrives), so they are kept for a while and re-scored as they arrive, in any order.
+
+* A moment starts when the signals inside one ``window`` score at least ``threshold``
+  (score = sum over signal names of weight * min(value, cap), strongest signal per name).
+* Signals within ``cluster_gap`` of a moment's span join it and stretch the span (up to
+  ``max_span``), so a roar, the shouted keyword after it and the chat burst that follows are
+  one moment whose clip covers all three. A joining signal can raise the moment's score: the
+  moment is then emitted again, with the same ``seq``, until it is cut.
+* "One moment gives one event": any other signal within ``cooldown`` of a moment's span
+  (before or after) belongs to that moment and can never start another.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -14,7 +23,23 @@ from records.wire import MomentEvent, Signal
 
 
 def _default_weights() -> dict[str, float]:
-    return {"loudness": 1.0, "keyword": 1.0, "scene": 0.3}
+    return dict(DEFAULT_WEIGHTS)
+
+
+# What each signal is worth by default (genre profiles in ``detectors.genres`` change these).
+# >= 1.0: fires a moment on its own at full strength; below: needs corroboration.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "loudness": 1.0,  # a roar or a yell well above the stream's own level
+    "keyword": 1.0,  # the phrase's own weight is its value (weak phrases are < 1)
+    "crowd": 1.0,  # broadband crowd noise or cheering
+    "laughter": 0.8,
+    "hud": 1.0,  # a game-HUD event from the channel's game profile
+    "chat": 0.8,  # chat message rate burst
+    "emote": 0.5,  # emote share burst
+    "sentiment": 0.5,  # an emotional utterance against the channel's baseline
+    "scene_rate": 0.6,  # rapid cuts (replays, montages)
+    "scene": 0.3,  # a single cut: common, only ever corroborates
+}
 
 
 class FusionOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -24,67 +49,127 @@ class FusionOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cap: float = 2.0  # one very strong signal counts at most this much (before its weight)
     threshold: float = 1.0  # score at which a moment is emitted
     window: float = 5.0  # seconds: signals this close together add up (ASR word times vs onsets)
-    cooldown: float = 15.0  # seconds each side of an event in which no other event can start
+    cluster_gap: float = 4.0  # seconds: a signal this close to a moment's span joins it
+    max_span: float = 20.0  # seconds: a moment's span never grows longer than this
+    cooldown: float = 15.0  # seconds each side of a moment's span in which no other can start
     horizon: float = 60.0  # seconds of stream time a signal waits for late partners, then dropped
 
 
-class Fusion:
-    """Feed signals with :meth:`push` (any order, any lateness); get each moment exactly once.
+@dataclass
+class _Moment:
+    seq: int
+    start: float
+    end: float
+    best: dict[str, Signal] = field(default_factory=dict)  # strongest member signal per name
 
-    The event's ``t`` is the time of its strongest contributing signal (earliest on ties),
-    ``score`` the window's score when it crossed, ``signals`` each name's contribution.
+    def near(self, t: float, margin: float) -> bool:
+        return self.start - margin <= t <= self.end + margin
+
+
+class Fusion:
+    """Feed signals with :meth:`push` (any order, any lateness); get moments as events.
+
+    Each moment is emitted when it crosses the threshold and again whenever a joining signal
+    stretches its span or raises its score (same ``seq``; consumers keep the latest).
+    The event's ``t`` is the time of its strongest signal (earliest on ties), ``score`` the
+    sum of the per-name contributions in ``signals``, ``start``/``end`` its span and
+    ``triggers`` the strongest signal of each name.
     """
 
     def __init__(self, opts: FusionOptions | None = None) -> None:
         self.opts = opts or FusionOptions()
-        self._pending: list[Signal] = []  # not (yet) part of any event, sorted by t
-        self._events: list[MomentEvent] = []  # recent emitted events (for the cooldown)
+        self._pending: list[Signal] = []  # not (yet) part of any moment, sorted by t
+        self._moments: list[_Moment] = []  # recent moments (to join, or for the cooldown)
         self._newest = float("-inf")
+        self._next_seq = 1
 
     def push(self, signals: list[Signal]) -> list[MomentEvent]:
+        o = self.opts
         self._newest = max([self._newest, *(s.t for s in signals)])
-        for s in signals:
-            # Too old to matter (its partners are gone), or part of a moment already emitted.
-            if s.t < self._newest - self.opts.horizon or self._contribution(s) <= 0.0 or self._claimed(s.t):
-                continue
-            self._pending.append(s)
+        changed: dict[int, _Moment] = {}
+        for s in sorted(signals, key=lambda s: s.t):
+            if s.t < self._newest - o.horizon or self._contribution(s) <= 0.0:
+                continue  # too old to matter (its partners are gone), or not weighted
+            if (moment := self._joinable(s)) is not None:
+                if self._join(moment, s):
+                    changed[moment.seq] = moment
+            elif not self._claimed(s.t):
+                self._pending.append(s)
         self._pending.sort(key=lambda s: s.t)
-        out: list[MomentEvent] = []
-        while (event := self._first_crossing()) is not None:
-            out.append(event)
-            self._events.append(event)
-            self._pending = [s for s in self._pending if not self._claimed(s.t)]
+        while (moment := self._first_crossing()) is not None:
+            self._moments.append(moment)
+            changed[moment.seq] = moment
+            self._absorb_pending()
         self._prune()
-        return out
+        return [self._event(m) for m in sorted(changed.values(), key=lambda m: m.seq)]
 
     def _contribution(self, s: Signal) -> float:
         return self.opts.weights.get(s.name, 0.0) * min(max(s.value, 0.0), self.opts.cap)
 
-    def _claimed(self, t: float) -> bool:
-        return any(abs(t - e.t) < self.opts.cooldown for e in self._events)
+    def _joinable(self, s: Signal) -> _Moment | None:
+        o = self.opts
+        for m in self._moments:
+            if m.near(s.t, o.cluster_gap) and max(m.end, s.t) - min(m.start, s.t) <= o.max_span:
+                return m
+        return None
 
-    def _first_crossing(self) -> MomentEvent | None:
+    def _join(self, m: _Moment, s: Signal) -> bool:
+        """Add ``s`` to ``m``; True when the moment's span or score changed."""
+        before = (m.start, m.end, self._score(m))
+        m.start, m.end = min(m.start, s.t), max(m.end, s.t)
+        if s.name not in m.best or self._contribution(s) > self._contribution(m.best[s.name]):
+            m.best[s.name] = s
+        return (m.start, m.end, self._score(m)) != before
+
+    def _absorb_pending(self) -> None:
+        """Pending signals that now join a moment, or fall in its cooldown, are taken."""
+        grew = True
+        while grew:
+            grew = False
+            rest = []
+            for s in self._pending:
+                if (m := self._joinable(s)) is not None:
+                    grew |= self._join(m, s)
+                elif not self._claimed(s.t):
+                    rest.append(s)
+            self._pending = rest
+
+    def _claimed(self, t: float) -> bool:
+        return any(m.near(t, self.opts.cooldown) for m in self._moments)
+
+    def _score(self, m: _Moment) -> float:
+        return sum(self._contribution(s) for s in m.best.values())
+
+    def _first_crossing(self) -> _Moment | None:
         """The earliest window [t, t + window] of pending signals whose score crosses."""
         o = self.opts
         pending = self._pending
         for i, anchor in enumerate(pending):
-            best: dict[str, Signal] = {}  # per name, the strongest signal in the window
-            for s in pending[i:]:
-                if s.t > anchor.t + o.window:
-                    break
+            members = [s for s in pending[i:] if s.t <= anchor.t + o.window]
+            best: dict[str, Signal] = {}
+            for s in members:
                 if s.name not in best or self._contribution(s) > self._contribution(best[s.name]):
                     best[s.name] = s
-            contributions = {name: self._contribution(s) for name, s in best.items()}
-            score = sum(contributions.values())
-            if score >= o.threshold - 1e-9:
-                lead = min(best.values(), key=lambda s: (-self._contribution(s), s.t))
-                return MomentEvent(t=lead.t, score=round(score, 3),
-                                   signals={k: round(v, 3) for k, v in contributions.items()})
+            if sum(self._contribution(s) for s in best.values()) >= o.threshold - 1e-9:
+                moment = _Moment(self._next_seq, members[0].t, members[-1].t, best)
+                self._next_seq += 1
+                taken = {id(s) for s in members}
+                self._pending = [s for s in pending if id(s) not in taken]
+                return moment
         return None
 
+    def _event(self, m: _Moment) -> MomentEvent:
+        lead = min(m.best.values(), key=lambda s: (-self._contribution(s), s.t))
+        contributions = {name: round(self._contribution(s), 3) for name, s in m.best.items()}
+        return MomentEvent(
+            t=lead.t, score=round(sum(contributions.values()), 3), signals=contributions,
+            start=m.start, end=m.end, seq=m.seq,
+            triggers=sorted(m.best.values(), key=lambda s: s.t),
+        )
+
     def _prune(self) -> None:
-        """Forget what can no longer matter: old lone signals, events past their cooldown."""
+        """Forget what can no longer matter: old lone signals, moments past their cooldown."""
         o = self.opts
         oldest = self._newest - o.horizon
         self._pending = [s for s in self._pending if s.t >= oldest]
-        self._events = [e for e in self._events if e.t >= oldest - o.cooldown]
+        self._moments = [m for m in self._moments if m.end >= oldest - o.cooldown]

@@ -24,18 +24,26 @@ class SceneOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     hist_trigger: float = 0.35  # histogram distance (0..1, half the L1) of a clear cut
     pixel_trigger: float = 0.15  # mean |difference| / 255 of a clear cut
     min_value: float = 1.0  # fire at this combined value (1.0 = both at their trigger)
+    rate_window: float = 8.0  # seconds: cuts this close together are a burst (replays, montages)
+    rate_cuts: int = 3  # cuts within rate_window that make a "scene_rate" signal (value 1.0)
 
 
 class SceneChangeDetector:
     """Feed frames in stream order with :meth:`push`; get ``Signal("scene")`` on a hard cut.
 
     ``value`` = sqrt(hist_distance / hist_trigger * pixel_difference / pixel_trigger).
+
+    Also ``Signal("scene_rate")`` once per burst of rapid cuts: ``rate_cuts`` or more within
+    ``rate_window`` (``t`` = the burst's first cut, ``value`` = cuts / rate_cuts). One cut
+    is a streamer switching scenes; several in a row are a replay or a montage.
     """
 
     def __init__(self, opts: SceneOptions | None = None) -> None:
         self.opts = opts or SceneOptions()
         self._prev: np.ndarray | None = None  # previous frame, float32
         self._prev_hist: np.ndarray | None = None
+        self._cuts: list[float] = []  # times of recent cuts (within rate_window)
+        self._burst_fired = False  # the current run of cuts already made its scene_rate signal
 
     def push(self, t: float, gray: np.ndarray) -> list[Signal]:
         o = self.opts
@@ -52,6 +60,15 @@ class SceneChangeDetector:
         hist_d = 0.5 * float(np.abs(hist - prev_hist).sum())
         pixel_d = float(np.abs(frame - prev).mean()) / 255.0
         value = math.sqrt((hist_d / o.hist_trigger) * (pixel_d / o.pixel_trigger))
+        self._cuts = [c for c in self._cuts if c > t - o.rate_window]
+        if not self._cuts:
+            self._burst_fired = False  # a quiet window ends the burst
         if value < o.min_value:
             return []
-        return [Signal("scene", t=float(t), value=round(value, 3), detail=f"hist {hist_d:.2f} pixels {pixel_d:.2f}")]
+        out = [Signal("scene", t=float(t), value=round(value, 3), detail=f"hist {hist_d:.2f} pixels {pixel_d:.2f}")]
+        self._cuts.append(float(t))
+        if len(self._cuts) >= o.rate_cuts and not self._burst_fired:
+            self._burst_fired = True
+            out.append(Signal("scene_rate", t=self._cuts[0], value=round(len(self._cuts) / o.rate_cuts, 3),
+                              detail=f"{len(self._cuts)} cuts in {t - self._cuts[0]:.1f}s"))
+        return out

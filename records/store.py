@@ -20,6 +20,7 @@ from records.wire import (
     Health,
     Ingest,
     MomentEvent,
+    Signal,
 )
 
 OUTBOX_CHANNEL = "livecut_outbox"  # pg_notify channel that wakes the relay
@@ -196,11 +197,11 @@ class Store:
             async with conn.transaction():
                 row = await conn.fetchrow(
                     """INSERT INTO clips (id, channel_id, stream_start, stream_end, score, signals, transcript,
-                                          video_path, thumbnail_path, duration)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                          video_path, thumbnail_path, duration, triggers)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                        ON CONFLICT (id) DO NOTHING RETURNING created_at""",
                     clip.id, clip.channel_id, clip.stream_start, clip.stream_end, clip.score, clip.signals,
-                    clip.transcript, clip.video_path, clip.thumbnail_path, clip.duration,
+                    clip.transcript, clip.video_path, clip.thumbnail_path, clip.duration, clip.triggers,
                 )
                 if row is None:  # already committed (a retry after a lost reply)
                     existing = await conn.fetchrow("SELECT * FROM clips WHERE id = $1", clip.id)
@@ -292,6 +293,7 @@ def clip_record(row: asyncpg.Record) -> ClipRecord:
         thumbnail_path=row["thumbnail_path"],
         duration=row["duration"],
         created_at=iso(row["created_at"]),
+        triggers=msgspec.convert(row["triggers"], list[Signal]),
     )
 
 

@@ -31,9 +31,16 @@ class Word(msgspec.Struct, frozen=True):
 class MomentEvent(msgspec.Struct, frozen=True):
     """Fusion output: the score crossed the threshold at stream time ``t``."""
 
-    t: float
+    t: float  # the strongest signal's time
     score: float
     signals: dict[str, float]  # contribution of each signal name to the score
+    start: float | None = None  # the span of the moment's signals (None: just ``t``)
+    end: float | None = None
+    seq: int = 0  # fusion re-emits a growing moment with the same seq
+    triggers: list[Signal] = []  # the strongest signal of each name, with its detail
+
+    def span(self) -> tuple[float, float]:
+        return (self.t if self.start is None else self.start, self.t if self.end is None else self.end)
 
 
 class ClipNotification(msgspec.Struct, frozen=True):
@@ -49,6 +56,7 @@ class ClipNotification(msgspec.Struct, frozen=True):
     video_url: str
     thumbnail_url: str
     created_at: str  # ISO 8601, UTC
+    triggers: list[Signal] = []  # the signals that fired (strongest per name), with their detail
 
 
 ChannelStatus = Literal["waiting", "live", "offline", "error"]
@@ -113,6 +121,7 @@ class ClipRecord(msgspec.Struct):
     thumbnail_path: str
     duration: float
     created_at: str
+    triggers: list[Signal] = []
 
     def notification(self, base_url: str = "") -> ClipNotification:
         return ClipNotification(
@@ -126,6 +135,7 @@ class ClipRecord(msgspec.Struct):
             video_url=f"{base_url}/api/clips/{self.id}/video",
             thumbnail_url=f"{base_url}/api/clips/{self.id}/thumbnail",
             created_at=self.created_at,
+            triggers=self.triggers,
         )
 
 

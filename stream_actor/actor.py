@@ -10,6 +10,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import msgspec
@@ -68,6 +69,7 @@ class StreamActor:
         self.asr_flush_to = 0.0  # a clip waits for the transcript up to here: transcribe now
         self.pending: list[PendingClip] = []
         self.pending_lock = threading.Lock()
+        self.cut_seqs: deque[int] = deque(maxlen=64)  # fusion seqs of moments already cut
         self.clips = 0
         self.events = 0
         self.session_origin: tuple[float, float] | None = None  # (wall, stream time) at session start
@@ -246,8 +248,13 @@ class StreamActor:
     def _add_events(self, events: list[MomentEvent]) -> None:
         if events:
             with self.pending_lock:
-                self.pending += [PendingClip(e) for e in events]
-                self.events += len(events)
+                for event in events:
+                    known = next((p for p in self.pending if event.seq and p.event.seq == event.seq), None)
+                    if known is not None:
+                        known.event = event  # the moment grew before its clip was cut
+                    elif not event.seq or event.seq not in self.cut_seqs:  # (after its cut, a late joiner is ignored)
+                        self.pending.append(PendingClip(event))
+                        self.events += 1
 
     # -- event loop -----------------------------------------------------------------------
     async def _clip_loop(self) -> None:
@@ -269,7 +276,8 @@ class StreamActor:
                     item.event_id = await asyncio.wait_for(self.store.record_pending_moment(self.channel_id, event), 2.0)
                 except Exception as exc:  # Postgres down: the commit will record the moment instead
                     log.debug("pending moment not recorded yet: %s", exc)
-            end = event.t + opts.post_roll
+            first, last = event.span()
+            end = last + opts.post_roll
             live = self.status == "live" and not final
             if live and self.ring.end < end:
                 continue  # post-roll not buffered yet
@@ -278,9 +286,13 @@ class StreamActor:
             if live and self.pipeline.asr_through < end and time.monotonic() - item.buffered_at < opts.transcript_wait:
                 self.asr_flush_to = max(self.asr_flush_to, end)
                 continue  # the ASR thread is transcribing up to the clip's end
-            await self._cut_and_commit(item, max(event.t - opts.pre_roll, self.ring.start), min(end, self.ring.end))
             with self.pending_lock:
                 self.pending.remove(item)
+                self.cut_seqs.append(event.seq)
+                event = item.event  # the latest version of the moment
+            first, last = event.span()
+            start, end = self.pipeline.clip_bounds(first - opts.pre_roll, last + opts.post_roll)
+            await self._cut_and_commit(item, max(start, self.ring.start), min(end, self.ring.end))
 
     async def _cut_and_commit(self, item: PendingClip, start: float, end: float) -> None:
         self._cutting += 1
@@ -314,6 +326,7 @@ class StreamActor:
             thumbnail_path=str(thumb),
             duration=round(cut.duration, 3),
             created_at="",
+            triggers=list(event.triggers),
         )
         # the files are on disk; commit as soon as Postgres answers
         await self._until_stored(self.store.commit_clip, record, event, self.config.base_url, item.event_id)

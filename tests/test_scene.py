@@ -53,3 +53,18 @@ def test_a_new_resolution_is_not_a_cut():
     assert det.push(0.0, gradient(0)) == []
     assert det.push(1.0, np.zeros((72, 128), np.uint8)) == []
     assert det.push(2.0, np.zeros((72, 128), np.uint8)) == []
+
+
+def test_rapid_cuts_make_one_scene_rate_signal_and_single_cuts_none():
+    det = SceneChangeDetector()
+    shots = [gradient(0), other_scene(), 255 - gradient(20), other_scene()[::-1].copy(), gradient(0)]
+    # one cut per 2 s keyframe, four in a row (a replay), then a calm shot
+    timeline = [(t, shots[0]) for t in (0.0, 2.0, 4.0)]
+    timeline += [(6.0 + 2 * i, shots[1 + i]) for i in range(4)]
+    timeline += [(14.0 + 2 * i, gradient(i)) for i in range(10)]
+    # a single cut much later (the streamer switches scene) is only a "scene" signal
+    timeline += [(40.0, other_scene())]
+    signals = [s for t, f in timeline for s in det.push(t, f)]
+    rate = [s for s in signals if s.name == "scene_rate"]
+    assert [(s.t, s.value) for s in rate] == [(6.0, 1.0)], signals
+    assert [s.t for s in signals if s.name == "scene"] == [6.0, 8.0, 10.0, 12.0, 40.0]

@@ -2,7 +2,7 @@
 import msgspec
 
 from records.outbox import OutboxRelay
-from records.wire import ChannelCreate, ClipRecord, MomentEvent, clip_stream_key, new_clip_id
+from records.wire import ChannelCreate, ClipRecord, MomentEvent, Signal, clip_stream_key, new_clip_id
 
 
 def _clip(channel_id: str, start: float) -> ClipRecord:
@@ -26,6 +26,17 @@ async def test_clip_and_notification_commit_together(store):
     assert pending[0]["payload"]["video_url"] == f"/api/clips/{stored.id}/video"
     events = await store.events(channel["id"])
     assert [(e["kind"], e["clip_id"]) for e in events] == [("moment", stored.id)]
+
+
+async def test_a_clip_keeps_the_signals_that_fired_with_their_detail(store):
+    channel = await store.create_channel(ChannelCreate(name="a", source="rtmp"), {})
+    fired = [Signal("loudness", 14.0, 1.5, "-10 dBFS vs baseline -24"), Signal("keyword", 15.0, 1.0, "let's go")]
+    clip = msgspec.structs.replace(_clip(channel["id"], 5.0), triggers=fired)
+    stored = await store.commit_clip(clip, MomentEvent(t=14.0, score=2.5, signals={"loudness": 1.5, "keyword": 1.0}))
+    assert (await store.get_clip(stored.id)).triggers == fired
+    (pending,) = await store.pending_notifications()
+    assert [(s["name"], s["detail"]) for s in pending["payload"]["triggers"]] == [
+        ("loudness", "-10 dBFS vs baseline -24"), ("keyword", "let's go")]
 
 
 async def test_commit_is_idempotent_per_clip_id(store):

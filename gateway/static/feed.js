@@ -141,9 +141,16 @@
     time.textContent = created.toLocaleString();
     const signals = li.querySelector(".signals");
     const fired = Object.entries(clip.signals || {}).sort((a, b) => b[1] - a[1]);
+    const triggers = new Map((clip.triggers || []).map((s) => [s.name, s]));
     for (const [name, value] of fired) {
+      // the contribution to the score, and what fired (the keyword heard, the HUD text read...)
       const chip = el("li", "signal");
       chip.append(el("span", "sig-name", name), el("span", "sig-value", value.toFixed(2)));
+      const trigger = triggers.get(name);
+      if (trigger) {
+        chip.title = `${name} at ${clock(trigger.t)}: value ${trigger.value.toFixed(2)}`;
+        if (trigger.detail) chip.append(el("span", "sig-detail", trigger.detail));
+      }
       signals.append(chip);
     }
     const transcript = li.querySelector(".transcript");
