@@ -165,11 +165,29 @@ def _mix_audio(duration: float, moments: list[Moment], work: Path) -> tuple[np.n
     return out, Truth(duration=duration, moments=placed)
 
 
-def _speak(text: str, wav: Path, excited: bool = False) -> np.ndarray:
-    """espeak-ng speech, trimmed of its leading/trailing silence, at unit voiced RMS."""
+def _speak(
+    text: str,
+    wav: Path,
+    excited: bool = False,
+    *,
+    voice: str | None = None,
+    pitch: int | None = None,
+    speed: int | None = None,
+) -> np.ndarray:
+    """espeak-ng speech, trimmed of its leading/trailing silence, at unit voiced RMS.
+
+    ``voice`` (e.g. ``"en-us+f3"``), ``pitch`` (0-99) and ``speed`` (words per minute)
+    override espeak-ng's defaults (``excited`` is pitch 70, speed 190).
+    """
     args = ["espeak-ng", "-w", str(wav)]
+    if voice:
+        args += ["-v", voice]
     if excited:
         args += ["-p", "70", "-s", "190"]
+    if pitch is not None:
+        args += ["-p", str(int(pitch))]
+    if speed is not None:
+        args += ["-s", str(int(speed))]
     subprocess.run([*args, text], check=True, capture_output=True)
     x = _read_wav(wav)
     voiced = np.flatnonzero(np.abs(x) > 0.01)
@@ -219,6 +237,14 @@ def _write_wav(path: Path, x: np.ndarray) -> None:
         w.setsampwidth(2)
         w.setframerate(SAMPLE_RATE)
         w.writeframes((x * 32767.0).astype("<i2").tobytes())
+
+
+# Public names for the other generators (bench.genres): the same helpers, no copies.
+speak = _speak
+roar = _roar
+db = _db
+read_wav = _read_wav
+write_wav = _write_wav
 
 
 # --- video and muxing ------------------------------------------------------------------

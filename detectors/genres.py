@@ -9,9 +9,10 @@ one weight and keeps the profile's others).
 Why the numbers differ:
 
 * gaming: HUD events (eliminations, victories) are the clearest signal; streamers yell a lot,
-  so loudness alone counts a little less; fights are short (short pre-roll).
-* just_chatting: reactions are the moment (laughter, hype phrases, chat bursts); scene cuts
-  are camera switches and count for almost nothing.
+  so loudness alone counts a little less; a kill-cam montage (rapid cuts) is a moment; fights
+  are short (short pre-roll).
+* just_chatting: reactions are the moment (a laugh on its own, hype phrases, chat bursts);
+  scene cuts are camera switches and count for almost nothing.
 * sports: the crowd is the signal; replays come as rapid cuts; plays build up, so a longer
   pre-roll, and a longer cooldown (the crowd stays loud after a goal).
 * podcast: a laugh or an emotional line matters; long pre-roll for the setup of a joke,
@@ -32,14 +33,14 @@ PROFILES: dict[str, dict] = {
     "gaming": {
         "fusion": {
             "weights": {"hud": 1.2, "keyword": 1.0, "loudness": 0.8, "crowd": 0.6, "laughter": 0.5,
-                        "chat": 0.8, "emote": 0.5, "sentiment": 0.4, "scene_rate": 0.4, "scene": 0.2},
+                        "chat": 0.8, "emote": 0.5, "sentiment": 0.4, "scene_rate": 1.0, "scene": 0.2},
             "cooldown": 12.0,
         },
         "clip": {"pre_roll": 8.0, "post_roll": 5.0},
     },
     "just_chatting": {
         "fusion": {
-            "weights": {"laughter": 1.0, "keyword": 1.0, "chat": 1.0, "emote": 0.6, "sentiment": 0.6,
+            "weights": {"laughter": 1.2, "keyword": 1.0, "chat": 1.0, "emote": 0.6, "sentiment": 0.6,
                         "loudness": 0.8, "crowd": 0.6, "hud": 0.0, "scene_rate": 0.2, "scene": 0.1},
             "cooldown": 20.0,
         },
@@ -47,7 +48,7 @@ PROFILES: dict[str, dict] = {
     },
     "sports": {
         "fusion": {
-            "weights": {"crowd": 1.0, "loudness": 1.0, "keyword": 0.8, "scene_rate": 0.6, "chat": 0.8,
+            "weights": {"crowd": 1.0, "loudness": 1.0, "keyword": 0.8, "scene_rate": 1.0, "chat": 0.8,
                         "emote": 0.5, "sentiment": 0.4, "laughter": 0.3, "hud": 0.0, "scene": 0.2},
             "cooldown": 25.0,
         },
@@ -55,7 +56,7 @@ PROFILES: dict[str, dict] = {
     },
     "podcast": {
         "fusion": {
-            "weights": {"laughter": 1.0, "sentiment": 0.8, "keyword": 0.8, "loudness": 0.6, "crowd": 0.4,
+            "weights": {"laughter": 1.2, "sentiment": 0.8, "keyword": 1.0, "loudness": 0.6, "crowd": 0.4,
                         "chat": 0.8, "emote": 0.4, "hud": 0.0, "scene_rate": 0.0, "scene": 0.0},
             "cooldown": 30.0,
         },

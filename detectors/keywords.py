@@ -4,7 +4,15 @@ ASR spells the same speech many ways ("Let's go!", "lets go", "Letsgo", "let's g
 both phrases and words are reduced to a compact form before comparing: lowercase, no
 apostrophes or punctuation, no spaces, and letters repeated 3+ times squeezed to one. A phrase
 then matches any run of consecutive words whose compact forms join up to it, which also covers
-ASR merging or splitting words ("letsgo", "in sane"), and runs that straddle push() calls.
+ASR merging or splitting words ("letsgo", "in sane", "let 's go"), and runs that straddle
+push() calls.
+
+There is deliberately no edit-distance tolerance: the phrases are short, so one letter is
+often another real phrase ("what a plan" is not "what a play", "no say" is not "no way").
+
+Per channel, ``phrases`` replaces the whole table and ``extra_phrases`` is laid over it: it
+adds phrases, changes a weight (matched by compact form, so "lets go" overrides "let's go"),
+or switches a default off with a weight of 0.
 """
 from __future__ import annotations
 
@@ -43,7 +51,18 @@ class KeywordOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Phrases to spot, each with the ``value`` its Signal gets (fusion weighs it further)."""
 
     phrases: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_PHRASES))  # phrase → weight
+    extra_phrases: dict[str, float] = {}  # laid over ``phrases``: add, reweigh, or 0 = off
     max_extra_words: int = 1  # a phrase may be split by ASR into this many more words
+
+    def effective_phrases(self) -> dict[str, float]:
+        """The table in use: ``phrases`` with ``extra_phrases`` laid over it (by compact form)."""
+        merged: dict[str, tuple[str, float]] = {}
+        for table in (self.phrases, self.extra_phrases):
+            for phrase, weight in table.items():
+                key = compact(phrase)
+                if key:
+                    merged[key] = (phrase, float(weight))
+        return {phrase: weight for phrase, weight in merged.values() if weight > 0.0}
 
 
 _APOSTROPHES = re.compile(r"['’‘`´]")
@@ -70,11 +89,9 @@ class KeywordSpotter:
         self.opts = opts = opts or KeywordOptions()
         self._phrases: dict[str, tuple[str, float]] = {}
         longest = 1
-        for phrase, weight in opts.phrases.items():
-            key = compact(phrase)
-            if key:
-                self._phrases[key] = (phrase, float(weight))
-                longest = max(longest, len(phrase.split()))
+        for phrase, weight in opts.effective_phrases().items():
+            self._phrases[compact(phrase)] = (phrase, weight)
+            longest = max(longest, len(phrase.split()))
         self._span = longest + max(0, opts.max_extra_words)
         # Recent words: (index, compact text, word). Only the last _span can start a match.
         self._recent: deque[tuple[int, str, Word]] = deque(maxlen=self._span)

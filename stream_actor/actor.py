@@ -16,10 +16,14 @@ from pathlib import Path
 import msgspec
 import psutil
 
-from detectors.speech import load_whisper_model
+from detectors.chat import ChatActivityDetector
+from detectors.crowd import warm as warm_crowd_features
+from detectors.hud import HudDetector, load_profile
+from detectors.speech import load_whisper_model, resolve_device
 from records.store import Store
 from records.wire import ClipRecord, Health, MomentEvent, new_clip_id
 from stream_actor.clipper import cut_clip
+from stream_actor.chat import ChatFeed, TwitchChatClient, twitch_login_from_url
 from stream_actor.clock import StreamClock
 from stream_actor.decode import AudioDecoder, KeyframeSampler
 from stream_actor.detection import DetectorPipeline
@@ -66,6 +70,7 @@ class StreamActor:
         self.stop_event = threading.Event()
         self.media_q: queue.Queue = queue.Queue(maxsize=2000)
         self.speech_q: queue.Queue = queue.Queue()
+        self.speech_queued_to = 0.0  # stream time of the end of the newest audio queued for ASR
         self.asr_flush_to = 0.0  # a clip waits for the transcript up to here: transcribe now
         self.pending: list[PendingClip] = []
         self.pending_lock = threading.Lock()
@@ -75,6 +80,8 @@ class StreamActor:
         self.session_origin: tuple[float, float] | None = None  # (wall, stream time) at session start
         self.clock = StreamClock()
         self.pipeline: DetectorPipeline | None = None
+        self.chat: ChatFeed | None = None
+        self._channel_url: str | None = channel.get("url")
         self.store: Store | None = None
         self.process = psutil.Process()
         self.cpu_at_start = sum(self.process.cpu_times()[:2])
@@ -88,7 +95,10 @@ class StreamActor:
         if self._tasks:
             return
         model = await asyncio.to_thread(load_whisper_model, self.settings.speech)
-        self.pipeline = DetectorPipeline(self.settings, model)
+        await asyncio.to_thread(warm_crowd_features)  # librosa compiles with numba on first use
+        hud = await asyncio.to_thread(self._hud_detector) if self.settings.hud.profile else None
+        self.pipeline = DetectorPipeline(self.settings, model, hud=hud)
+        self.chat = self._chat_feed(self._channel_url)
         self.store = await Store.connect(self.config.dsn, min_size=1, max_size=2)
         # Moments a previous process of this actor detected but did not cut died with it.
         if lost := await self.store.lose_pending_moments(self.channel_id, LOST_ON_RESTART):
@@ -98,12 +108,39 @@ class StreamActor:
         if last := await self.store.last_stream_time(self.channel_id):
             stream_time, age = last
             self.clock.resume(stream_time + RESUME_MARGIN, time.time() - age)
-        for name, target in (("ingest", self._ingest), ("detect", self._detect), ("asr", self._asr)):
+        threads = [("ingest", self._ingest), ("detect", self._detect), ("asr", self._asr)]
+        if self.chat is not None:
+            threads.append(("chat", lambda: self.chat.run(self.stop_event)))
+        for name, target in threads:
             thread = threading.Thread(target=target, name=f"{name}-{self.channel_id}", daemon=True)
             thread.start()
             self._threads.append(thread)
         self._loop = asyncio.get_running_loop()
         self._tasks = [asyncio.create_task(self._clip_loop()), asyncio.create_task(self._health_loop())]
+
+    def _hud_detector(self) -> HudDetector:
+        """The channel's game profile with its models (OCR and YOLO on the actor's GPU, if any)."""
+        from detectors import hud_models
+
+        profile = load_profile(self.settings.hud.profile)
+        gpu = resolve_device(self.settings.speech.device) == "cuda"
+        ocr = hud_models.load_ocr_reader(gpu=gpu, threads=1) if profile.ocr else None
+        yolo = None
+        if profile.yolo is not None:
+            yolo = hud_models.load_yolo_onnx(profile.yolo.weights, device="cuda" if gpu else "cpu", threads=1)
+        return HudDetector(profile, ocr_reader=ocr, yolo_session=yolo)
+
+    def _chat_feed(self, url: str | None) -> ChatFeed | None:
+        """Twitch chat, read anonymously, as the "chat" and "emote" signals."""
+        login = self.settings.chat_login or (twitch_login_from_url(url) if self.kind == "url" else None)
+        if not login or login == "-":
+            return None
+        return ChatFeed(
+            TwitchChatClient(login),
+            ChatActivityDetector(self.settings.chat),
+            origin=lambda: self.session_origin if self.status == "live" else None,
+            on_signals=lambda signals: self._add_events(self.pipeline.on_signals(signals)),
+        )
 
     async def ingest_endpoint(self) -> tuple[str, int] | None:
         """Where the RTMP edge forwards this channel's FLV bytes (push sources only)."""
@@ -134,6 +171,8 @@ class StreamActor:
             await asyncio.sleep(0.1)
         self.stop_event.set()
         self.source.close()
+        if self.chat is not None:
+            self.chat.close()
         for thread in self._threads:
             await asyncio.to_thread(thread.join, 10)
         deadline = time.monotonic() + 15
@@ -181,7 +220,9 @@ class StreamActor:
         self.ring.begin_session(session.video, session.audio)
         # Decoders copy the stream parameters now: the container (and its streams) is freed
         # at session end while packets may still wait in the queue.
-        video = KeyframeSampler(session.video) if session.video is not None else None
+        hud = self.settings.hud
+        color_size = (hud.frame_width, hud.frame_height) if hud.profile else None
+        video = KeyframeSampler(session.video, color_size=color_size) if session.video is not None else None
         audio = AudioDecoder(session.audio) if session.audio is not None else None
         self.media_q.put(("session", video, audio))
         self.session_origin = None
@@ -219,9 +260,10 @@ class StreamActor:
                     for t0, samples in audio.decode(packet, t):
                         events += self.pipeline.on_audio(t0, samples)
                         self.speech_q.put((t0, samples))
+                        self.speech_queued_to = t0 + len(samples) / 16000.0
                 elif kind == "video" and video is not None:
-                    for tf, gray in video.decode(packet, t):
-                        events += self.pipeline.on_frame(tf, gray)
+                    for tf, gray, color in video.decode_color(packet, t):
+                        events += self.pipeline.on_frame(tf, gray, color)
             except Exception as exc:  # one bad packet must not stop detection
                 log.warning("decode error on channel %s: %s", self.channel_id, exc)
             self._add_events(events)
@@ -238,8 +280,10 @@ class StreamActor:
                 break
             if item:
                 t0, samples = item
-                self._add_events(self.pipeline.on_speech(t0, samples))
                 fed_until = t0 + len(samples) / 16000.0
+                # the backlog lets the transcriber shed work rather than fall further behind
+                behind = max(0.0, self.speech_queued_to - fed_until)
+                self._add_events(self.pipeline.on_speech(t0, samples, behind=behind))
             if self.pipeline.asr_through < self.asr_flush_to <= fed_until:
                 # a clip is ready to cut: transcribe the partial chunk rather than wait for a pause
                 self._add_events(self.pipeline.flush_speech())

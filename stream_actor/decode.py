@@ -119,14 +119,21 @@ class KeyframeSampler:
     reorder delay would otherwise hold every keyframe back by whole GOPs.
     """
 
-    def __init__(self, stream: av.VideoStream, size: tuple[int, int] = (64, 36)) -> None:
+    def __init__(
+        self, stream: av.VideoStream, size: tuple[int, int] = (64, 36), color_size: tuple[int, int] | None = None
+    ) -> None:
         self.size = size
+        self.color_size = color_size  # also a BGR image of this size (the HUD detector's input)
         self.stream = stream
         self._ctx = decoder_for(stream)
         self._ctx.skip_frame = "NONKEY"
         self.keyframes = 0
 
     def decode(self, packet: av.Packet, t: float) -> list[tuple[float, np.ndarray]]:
+        return [(tf, gray) for tf, gray, _ in self.decode_color(packet, t)]
+
+    def decode_color(self, packet: av.Packet, t: float) -> list[tuple[float, np.ndarray, np.ndarray | None]]:
+        """Like ``decode``, with the BGR image of ``color_size`` (None without one)."""
         if packet.size == 0 or not packet.is_keyframe:
             return []
         try:
@@ -140,6 +147,10 @@ class KeyframeSampler:
         width, height = self.size
         for frame in frames[-1:]:
             image = frame.reformat(width=width, height=height, format="gray", interpolation="AREA")
-            out.append((t, image.to_ndarray()))
+            color = None
+            if self.color_size is not None:
+                cw, ch = self.color_size
+                color = frame.reformat(width=cw, height=ch, format="bgr24", interpolation="AREA").to_ndarray()
+            out.append((t, image.to_ndarray(), color))
             self.keyframes += 1
         return out

@@ -10,10 +10,14 @@ from collections import deque
 
 import numpy as np
 
+from detectors.boundaries import snap_clip
+from detectors.crowd import CrowdDetector
 from detectors.fusion import Fusion
+from detectors.hud import HudDetector
 from detectors.keywords import KeywordSpotter
 from detectors.loudness import LoudnessDetector
 from detectors.scene import SceneChangeDetector
+from detectors.sentiment import SentimentDetector
 from detectors.speech import StreamingTranscriber, transcript_between
 from records.wire import MomentEvent, Signal, Word
 from stream_actor.settings import ChannelSettings
@@ -22,9 +26,12 @@ TRANSCRIPT_KEEP = 300.0  # seconds of words kept for clip transcripts
 
 
 class DetectorPipeline:
-    def __init__(self, settings: ChannelSettings, whisper_model):
+    def __init__(self, settings: ChannelSettings, whisper_model, hud: HudDetector | None = None):
         self.loudness = LoudnessDetector(settings.loudness)
+        self.crowd = CrowdDetector(settings.crowd)
+        self.sentiment = SentimentDetector(settings.sentiment)
         self.scene = SceneChangeDetector(settings.scene)
+        self.hud = hud  # only with a game profile
         self.transcriber = StreamingTranscriber(whisper_model, settings.speech)
         self.keywords = KeywordSpotter(settings.keywords)
         self.fusion = Fusion(settings.fusion)
@@ -35,18 +42,24 @@ class DetectorPipeline:
         self._lock = threading.Lock()
 
     def on_audio(self, t0: float, samples: np.ndarray) -> list[MomentEvent]:
-        signals = self.loudness.push(t0, samples)
+        signals = self.loudness.push(t0, samples) + self.crowd.push(t0, samples)
         self.audio_through = t0 + len(samples) / 16000.0
         return self._fuse(signals)
 
-    def on_frame(self, t: float, gray: np.ndarray) -> list[MomentEvent]:
+    def on_frame(self, t: float, gray: np.ndarray, color: np.ndarray | None = None) -> list[MomentEvent]:
         signals = self.scene.push(t, gray)
+        if self.hud is not None and color is not None:
+            signals += self.hud.push(t, color)
         self.frames_through = t
         return self._fuse(signals)
 
-    def on_speech(self, t0: float, samples: np.ndarray) -> list[MomentEvent]:
-        words = self.transcriber.push(t0, samples)
+    def on_speech(self, t0: float, samples: np.ndarray, behind: float = 0.0) -> list[MomentEvent]:
+        words = self.transcriber.push(t0, samples, behind=behind)
         return self._add_words(words)
+
+    def on_signals(self, signals: list[Signal]) -> list[MomentEvent]:
+        """Signals from a detector fed outside the media path (the chat thread)."""
+        return self._fuse(signals)
 
     def flush_speech(self) -> list[MomentEvent]:
         return self._add_words(self.transcriber.flush())
@@ -56,25 +69,31 @@ class DetectorPipeline:
         return self.transcriber.transcribed_until
 
     def clip_bounds(self, start: float, end: float) -> tuple[float, float]:
-        """A clip's [start, end], moved so it does not start or end mid-word."""
-        return start, end
+        """A clip's [start, end], moved to sentence (at least word) boundaries."""
+        with self._lock:
+            words = [w for w in self.words if w.end > start - 10.0 and w.start < end + 10.0]
+        return snap_clip(start, end, words)
 
     def transcript(self, start: float, end: float) -> str:
         with self._lock:
             return transcript_between(list(self.words), start, end)
 
     def _add_words(self, words: list[Word]) -> list[MomentEvent]:
-        if not words:
-            return []
-        with self._lock:
-            self.words.extend(words)
-            while self.words and self.words[0].end < words[-1].end - TRANSCRIPT_KEEP:
-                self.words.popleft()
-        return self._fuse(self.keywords.push(words))
+        # the sentiment detector also closes an utterance after a pause, with no new words
+        signals = self.sentiment.push(words, until=self.transcriber.transcribed_until)
+        if words:
+            with self._lock:
+                self.words.extend(words)
+                while self.words and self.words[0].end < words[-1].end - TRANSCRIPT_KEEP:
+                    self.words.popleft()
+            signals += self.keywords.push(words)
+        return self._fuse(signals)
 
     def _fuse(self, signals: list[Signal]) -> list[MomentEvent]:
         if not signals:
             return []
+        # plain floats: a numpy scalar from a detector would not serialise into the clip's row
+        signals = [Signal(s.name, float(s.t), float(s.value), s.detail) for s in signals]
         with self._lock:
             for s in signals:
                 self.signal_counts[s.name] = self.signal_counts.get(s.name, 0) + 1

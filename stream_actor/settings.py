@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import msgspec
 
+from detectors.chat import ChatOptions
+from detectors.crowd import CrowdOptions
 from detectors.fusion import FusionOptions
 from detectors.genres import DEFAULT_PROFILE, with_profile
 from detectors.keywords import KeywordOptions
 from detectors.loudness import LoudnessOptions
 from detectors.scene import SceneOptions
+from detectors.sentiment import SentimentOptions
 from detectors.speech import SpeechOptions
 from stream_actor.ring_buffer import RingOptions
 
@@ -23,15 +26,28 @@ class ClipOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     transcript_wait: float = 1.5  # once the post-roll is buffered, longest wait for ASR to reach the clip's end
 
 
+class HudOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Game-HUD events (detectors.hud): off unless a game profile is named."""
+
+    profile: str = ""  # a bundled game profile's name (e.g. "example_shooter") or a profile file's path
+    frame_width: int = 640  # keyframes are decoded to this BGR size for the HUD detector
+    frame_height: int = 360
+
+
 class ChannelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     profile: str = DEFAULT_PROFILE  # genre profile (detectors.genres): weights, threshold, rolls, cooldown
     loudness: LoudnessOptions = msgspec.field(default_factory=LoudnessOptions)
     speech: SpeechOptions = msgspec.field(default_factory=SpeechOptions)
     keywords: KeywordOptions = msgspec.field(default_factory=KeywordOptions)
+    sentiment: SentimentOptions = msgspec.field(default_factory=SentimentOptions)
+    crowd: CrowdOptions = msgspec.field(default_factory=CrowdOptions)
     scene: SceneOptions = msgspec.field(default_factory=SceneOptions)
     fusion: FusionOptions = msgspec.field(default_factory=FusionOptions)
     clip: ClipOptions = msgspec.field(default_factory=ClipOptions)
     ring: RingOptions = msgspec.field(default_factory=RingOptions)
+    hud: HudOptions = msgspec.field(default_factory=HudOptions)
+    chat: ChatOptions = msgspec.field(default_factory=ChatOptions)
+    chat_login: str = ""  # Twitch channel whose chat is read: "" = the channel URL's (if Twitch), "-" = none
     source: dict = {}  # options of the source plugin (e.g. {"quality": "480p"})
 
 
@@ -53,4 +69,11 @@ def validate_channel_settings(raw: dict) -> dict:
         raise msgspec.ValidationError("clip.pre_roll and clip.post_roll must be >= 0")
     if settings.clip.pre_roll + settings.clip.post_roll > settings.ring.max_seconds:
         raise msgspec.ValidationError("clip.pre_roll + clip.post_roll must fit in ring.max_seconds")
+    if settings.hud.profile:
+        from detectors.hud import ProfileError, load_profile
+
+        try:
+            load_profile(settings.hud.profile)
+        except ProfileError as exc:
+            raise msgspec.ValidationError(f"hud.profile: {exc}") from None
     return raw

@@ -143,7 +143,7 @@ def test_broadcast_gives_exactly_one_event_per_planted_moment(ffmpeg, espeak):
         fed = t + len(chunk) / rate
         new = timed("loudness", loudness.push, t, chunk)
         new += timed("keywords", keywords.push, timed("speech", speech.push, t, chunk))
-        assert fed - speech.transcribed_until <= speech_opts.max_chunk + 0.25  # bounded ASR lag
+        assert fed - speech.transcribed_until <= speech_opts.max_lag + 0.25  # bounded ASR lag
         signals += new
         events += [(fed, e) for e in timed("fusion", fusion.push, new)]
     tail = keywords.push(speech.flush())

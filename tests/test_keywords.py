@@ -84,3 +84,47 @@ def test_custom_phrases_and_weights():
 def test_compact():
     assert compact("Let’s  GOOO!") == "letsgo"
     assert compact("good") == "good"  # doubled letters are spelling, not excitement
+
+
+@pytest.mark.parametrize(
+    "said",  # how ASR spells "let's go" (word i starts at 10 + i)
+    ["lets go", "let's go", "Let's GOOO!", "letsgo", "let 's go", "Let’s go.", "LETS GO", "let's, go!"],
+)
+def test_lets_go_spellings(said):
+    signals = KeywordSpotter().push(words(said))
+    assert [(s.detail, s.t, s.value) for s in signals] == [("let's go", 10.0, 1.0)]
+
+
+@pytest.mark.parametrize("said", ["let's do", "lets get", "let's get going", "let us go", "let's not go"])
+def test_lets_go_near_misses(said):
+    assert KeywordSpotter().push(words(said)) == []
+
+
+@pytest.mark.parametrize("said", ["what a plan", "no say", "clip this", "oh my goat"])
+def test_one_letter_off_is_another_phrase_not_a_slip(said):
+    """No edit-distance tolerance: for short phrases one letter is a different, ordinary phrase."""
+    assert KeywordSpotter().push(words(said)) == []
+
+
+def test_extra_phrases_add_to_the_defaults():
+    opts = KeywordOptions(extra_phrases={"GG": 0.5, "what a comeback": 1.5})
+    signals = KeywordSpotter(opts).push(words("gg what a comeback let's go"))
+    assert [(s.detail, s.value) for s in signals] == [("GG", 0.5), ("what a comeback", 1.5), ("let's go", 1.0)]
+
+
+def test_extra_phrases_override_by_any_spelling_and_zero_switches_off():
+    opts = KeywordOptions(extra_phrases={"LETS GO": 0.4, "no way": 0})
+    spotter = KeywordSpotter(opts)
+    signals = spotter.push(words("let's go no way oh my god"))
+    assert [(s.detail, s.value) for s in signals] == [("LETS GO", 0.4), ("oh my god", 1.0)]
+    assert "no way" in DEFAULT_PHRASES and "no way" not in opts.effective_phrases()
+    assert KeywordOptions().extra_phrases == {}  # defaults are not shared between channels
+
+
+def test_options_from_channel_settings():
+    import msgspec
+
+    opts = msgspec.convert({"extra_phrases": {"poggers": 0.7}}, KeywordOptions)
+    assert opts.effective_phrases() == {**DEFAULT_PHRASES, "poggers": 0.7}
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"extra_phrase": {"poggers": 0.7}}, KeywordOptions)  # typo: rejected

@@ -1,0 +1,301 @@
+"""Crowd noise (cheers, roars) and laughter, from librosa spectral features.
+
+Rules over a few cheap features, not a trained classifier; what each rule captures:
+
+* ``"crowd"``: many voices (plus clapping and room noise) blur into a noise-like spectrum,
+  so inside the speech band (300-3400 Hz) the spectral flatness is high, where one talker's
+  voiced speech or music is harmonic (flatness near 0). A crowd moment is also louder than the
+  channel's usual level (a rolling baseline, as :mod:`detectors.loudness`), not narrow-band
+  (spectral bandwidth: no hum, bass or thump), and lasts: ``min_crowd_seconds`` of hops in a
+  row, so a clap, a door slam or a fricative never counts. It does *not* tell a cheer from
+  booing, applause, a loud fan, rain or a noisy game explosion that lasts a second: all are
+  broadband swells above the usual level (plain pink noise passes too). A crowd no louder
+  than the talk (background murmur) does not count.
+* ``"laughter"``: a laugh is a train of voiced bursts ("ha-ha-ha") at 3-6 per second. The
+  level envelope is deeply modulated (``min_depth_db``) and periodic: its autocorrelation,
+  once the slow trend is removed, peaks at a 3-6 Hz lag (``min_periodicity``), and the onset
+  strength (librosa's spectral flux) repeats at the same lag. The loud frames are harmonic
+  (low flatness: voiced, not claps or hi-hats). Speech has the same syllable rate but not the
+  regularity, and music with a beat keeps its chords sounding between beats (shallow
+  envelope). It misses breathy or silent laughs and a big audience laughing all at once
+  (that is noise-like: it may come out as ``"crowd"``), and a staccato instrument repeating a
+  voiced note at 3-6 Hz would pass.
+
+Features are computed on a fixed grid (512-point FFT every 250 samples of 16 kHz audio, decided
+every ``hop`` = 0.25 s), so live chunking and batch give the same signals. librosa compiles
+parts of itself with numba on first use (seconds per process): call :func:`warm` at start.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import msgspec
+import numpy as np
+
+from records.wire import Signal
+
+RATE = 16000
+N_FFT = 512  # 32 ms analysis frames...
+FRAME_HOP = 250  # ...every 15.6 ms (64 per second: a 3-6 Hz lag is 11-21 frames)
+FPS = RATE / FRAME_HOP
+_BAND = (300.0, 3400.0)  # where voices (and crowds) are; flatness is measured here
+
+
+class CrowdOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Tuning for :class:`CrowdDetector`; defaults suit speech-led streams."""
+
+    hop: float = 0.25  # seconds between decisions; also the time resolution of t
+    baseline_seconds: float = 30.0  # how much recent history defines the usual level
+    baseline_percentile: float = 90.0  # a high percentile: loud speech counts as usual
+    warmup_seconds: float = 5.0  # non-silent audio needed before anything fires
+    silence_db: float = -50.0  # frames quieter than this (dBFS) are silence: no features
+    floor_db: float = -35.0  # the baseline never goes below this (dBFS)
+    # crowd
+    crowd_db: float = 3.0  # a crowd hop is at least this much above the baseline...
+    clear_crowd_db: float = 6.0  # ...and this much above is a clear crowd: value 1.0
+    min_flatness: float = 0.1  # median in-band spectral flatness of a noise-like hop
+    min_bandwidth: float = 700.0  # Hz, median spectral bandwidth: not a hum, bass or thump
+    min_crowd_seconds: float = 1.0  # crowd hops in a row before it counts
+    # laughter
+    laugh_window: float = 1.25  # seconds of envelope whose periodicity is measured
+    min_rate: float = 3.0  # Hz: the slowest and...
+    max_rate: float = 6.0  # ...fastest burst rate of a laugh
+    min_periodicity: float = 0.62  # autocorrelation of the detrended dB envelope at that lag
+    clear_periodicity: float = 0.75  # ...this much is a clear laugh: value 1.0
+    min_onset_periodicity: float = 0.3  # autocorrelation of the onset strength at that lag
+    min_depth_db: float = 12.0  # level swing between bursts and gaps (90th - 10th percentile)
+    max_voiced_flatness: float = 0.1  # the loud frames are harmonic (voiced), not noise-like
+    laugh_below_db: float = 12.0  # a laugh may be this much quieter than the baseline
+    min_laugh_seconds: float = 0.5  # periodic windows in a row before it counts
+    release_seconds: float = 1.0  # a crowd or laugh is over after this long without it
+    max_crowd_seconds: float = 10.0  # a longer crowd starts to become the usual level
+
+
+_warmed = False
+
+
+def warm() -> None:
+    """Run every librosa feature once on a tiny input, so numba compiles (or loads its cache)
+    now rather than on the first audio (about 2 s per process; the first ever run is longer)."""
+    global _warmed
+    if not _warmed:
+        CrowdDetector().push(0.0, np.zeros(int(0.5 * RATE), np.float32))
+        _warmed = True
+
+
+class CrowdDetector:
+    """Feed 16 kHz float32 mono with :meth:`push`; get ``Signal("crowd")`` and
+    ``Signal("laughter")``, one per event.
+
+    crowd: ``t`` = start of the first crowd hop; ``value`` = mean excess dB over the baseline
+    / ``clear_crowd_db`` (>= crowd_db / clear_crowd_db = 0.5 when it fires).
+    laughter: ``t`` = start of the first periodic window (within about 0.25 s of the laugh's
+    start); ``value`` = mean envelope periodicity / ``clear_periodicity`` (>= 0.83 when it
+    fires, about 1.0 for a clear "ha-ha-ha", at most 1.33).
+    """
+
+    def __init__(self, opts: CrowdOptions | None = None) -> None:
+        import librosa
+
+        self._librosa = librosa
+        self.opts = opts = opts or CrowdOptions()
+        self._frames_per_hop = max(1, int(round(opts.hop * FPS)))
+        self._hop_n = self._frames_per_hop * FRAME_HOP
+        self._hop_s = self._hop_n / RATE  # opts.hop on the frame grid
+        freqs = librosa.fft_frequencies(sr=RATE, n_fft=N_FFT)
+        self._band = (freqs >= _BAND[0]) & (freqs <= _BAND[1])
+        self._lags = np.arange(int(FPS / opts.max_rate), int(math.ceil(FPS / opts.min_rate)) + 1)
+        self._detrend = max(1, int(round(FPS / opts.min_rate)))
+        self._pending = np.zeros(0, np.float32)
+        self._t_pending = 0.0
+        self._started = False
+        self._reset_grid()
+        window = max(int(round(opts.laugh_window * FPS)), 2 * self._lags[-1] + 1)
+        self._level: deque[float] = deque(maxlen=window)  # per frame, dBFS
+        self._flat: deque[float] = deque(maxlen=window)
+        self._onset: deque[float] = deque(maxlen=window)
+        self._history: deque[float] = deque(maxlen=max(1, int(round(opts.baseline_seconds / self._hop_s))))
+        self._crowd = _Event("crowd", self._hop_s, opts.release_seconds)
+        self._crowd_hops = max(1, int(round(opts.min_crowd_seconds / self._hop_s)))
+        self._run_power: deque[float] = deque(maxlen=self._crowd_hops)  # latest crowd-like hops' powers
+        self._laugh = _Event("laughter", self._hop_s, opts.release_seconds)
+
+    def _reset_grid(self) -> None:
+        self._tail = np.zeros(N_FFT - FRAME_HOP, np.float32)  # frames overlap the previous hop
+        self._prev_db: np.ndarray | None = None  # last frame's dB spectrum (for onset strength)
+
+    def push(self, t0: float, samples: np.ndarray) -> list[Signal]:
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        expected = self._t_pending + len(self._pending) / RATE
+        if not self._started or abs(t0 - expected) > self.opts.hop:
+            # First audio, or a gap/jump in stream time: restart the grid (keep the baseline).
+            self._started = True
+            self._pending, self._t_pending = samples, t0
+            self._reset_grid()
+            for frames in (self._level, self._flat, self._onset):
+                frames.clear()
+            self._crowd.run = self._laugh.run = 0
+            self._run_power.clear()
+        else:
+            self._pending = np.concatenate([self._pending, samples])
+        out: list[Signal] = []
+        n = self._hop_n
+        full = len(self._pending) // n
+        for i in range(full):
+            out += self._step(self._t_pending + i * n / RATE, self._pending[i * n : (i + 1) * n])
+        if full:
+            self._pending = self._pending[full * n :]
+            self._t_pending += full * n / RATE
+        return out
+
+    # --- features ---------------------------------------------------------------------
+
+    def _features(self, hop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per frame of this hop: level (dBFS), in-band flatness, bandwidth (Hz), onset strength."""
+        lr = self._librosa
+        y = np.concatenate([self._tail, hop])
+        self._tail = y[-(N_FFT - FRAME_HOP) :]
+        S = np.abs(lr.stft(y, n_fft=N_FFT, hop_length=FRAME_HOP, center=False, window="hann"))
+        level = 20.0 * np.log10(lr.feature.rms(S=S, frame_length=N_FFT)[0] + 1e-9)
+        flat = lr.feature.spectral_flatness(S=S[self._band])[0]
+        bandwidth = lr.feature.spectral_bandwidth(S=S, sr=RATE, n_fft=N_FFT)[0]
+        db = lr.amplitude_to_db(S, ref=1.0, amin=1e-5, top_db=None)
+        prev = db[:, :1] if self._prev_db is None else self._prev_db
+        onset = lr.onset.onset_strength(S=np.concatenate([prev, db], axis=1), sr=RATE, center=False)[1:]
+        self._prev_db = db[:, -1:]
+        return level, flat, bandwidth, onset
+
+    def _step(self, t: float, hop: np.ndarray) -> list[Signal]:
+        o = self.opts
+        level, flat, bandwidth, onset = self._features(hop)
+        self._level.extend(level.tolist())
+        self._flat.extend(flat.tolist())
+        self._onset.extend(onset.tolist())
+        hop_db = 10.0 * math.log10(float(np.mean(10.0 ** (level / 10.0))) + 1e-12)
+        baseline = self._baseline()
+        out: list[Signal] = []
+        crowdlike = False
+        if baseline is not None:
+            # Spectrally crowd-like hops in a row, whose level over the last second (a crowd's
+            # level wobbles hop to hop) is above the baseline.
+            crowdlike = self._crowd_hop(level, flat, bandwidth) and hop_db > baseline
+            if crowdlike:
+                self._run_power.append(10.0 ** (hop_db / 10.0))
+            else:
+                self._run_power.clear()
+            run_db = 10.0 * math.log10(sum(self._run_power) / len(self._run_power)) if crowdlike else -math.inf
+            crowd = run_db >= baseline + o.crowd_db
+            sig = self._crowd.step(t, crowd, (run_db - baseline) / o.clear_crowd_db if crowd else 0.0,
+                                   o.min_crowd_seconds, f"{run_db:.1f} dBFS vs baseline {baseline:.1f}")
+            if sig is not None:
+                out.append(sig)
+            laugh = self._laugh_stats(baseline)
+            sig = self._laugh.step(t + self._hop_s - len(self._level) / FPS, laugh is not None,
+                                   (laugh or 0.0) / o.clear_periodicity, o.min_laugh_seconds,
+                                   f"periodicity {laugh or 0.0:.2f}")
+            if sig is not None:
+                out.append(sig)
+        # A crowd is not the usual level, unless it goes on so long that it has become it.
+        usual = hop_db > o.silence_db and not crowdlike and not self._crowd.active
+        usual = usual or (self._crowd.active and self._crowd.age * self._hop_s > o.max_crowd_seconds)
+        self._history.append(hop_db if usual else math.nan)
+        return out
+
+    def _baseline(self) -> float | None:
+        o = self.opts
+        h = np.fromiter(self._history, float, len(self._history))
+        h = h[~np.isnan(h)]
+        if not len(h) or len(h) * self._hop_s < o.warmup_seconds:
+            return None
+        return max(float(np.percentile(h, o.baseline_percentile)), o.floor_db)
+
+    def _crowd_hop(self, level, flat, bandwidth) -> bool:
+        """Noise-like and not narrow: many voices (or claps), not one voice or music."""
+        o = self.opts
+        active = level > o.silence_db
+        if active.mean() < 0.75:
+            return False
+        noisy = float(np.median(flat[active])) >= o.min_flatness
+        return noisy and float(np.median(bandwidth[active])) >= o.min_bandwidth
+
+    def _laugh_stats(self, baseline: float) -> float | None:
+        """The window's envelope periodicity if it looks like laughter, else None."""
+        o = self.opts
+        if len(self._level) < self._level.maxlen:
+            return None
+        level = np.fromiter(self._level, float, len(self._level))
+        top = float(np.percentile(level, 90))
+        if top < max(o.silence_db, baseline - o.laugh_below_db):
+            return None
+        level = np.maximum(level, top - 40.0)
+        if top - float(np.percentile(level, 10)) < o.min_depth_db:
+            return None  # no gaps between bursts: a held note, a roar, continuous speech
+        flat = np.fromiter(self._flat, float, len(self._flat))
+        if float(np.median(flat[level >= np.percentile(level, 60)])) > o.max_voiced_flatness:
+            return None  # the bursts are noise: claps, hi-hats, a crowd
+        # Periodicity of the dB envelope (gaps floored at 30 dB down), its trend (a step, a
+        # swell) removed with a moving mean one slowest period long.
+        env = np.maximum(level, top - 30.0)
+        k = self._detrend
+        trend = np.convolve(env, np.ones(k) / k, mode="valid")
+        periodicity, lag = _periodicity(env[k // 2 : k // 2 + len(trend)] - trend, self._lags)
+        if periodicity < o.min_periodicity:
+            return None
+        onset = np.convolve(np.fromiter(self._onset, float, len(self._onset)), np.ones(3) / 3, mode="same")
+        if _autocorr(onset, lag) < o.min_onset_periodicity:
+            return None  # the bursts do not start alike
+        return periodicity
+
+
+class _Event:
+    """Run-length rule shared by both signals: fire once a condition held long enough, then
+    stay quiet until it has been gone for ``release_seconds``."""
+
+    def __init__(self, name: str, hop: float, release_seconds: float) -> None:
+        self.name, self.hop, self.release_seconds = name, hop, release_seconds
+        self.run = 0  # hops in a row the condition held
+        self.active = False
+        self.age = 0  # hops since it fired, while active
+        self._quiet = 0
+        self._start = 0.0
+        self._values: list[float] = []
+
+    def step(self, t: float, on: bool, value: float, min_seconds: float, detail: str) -> Signal | None:
+        hop = self.hop
+        self.age += 1
+        if not on:
+            self.run, self._values = 0, []
+            self._quiet += 1
+            if self.active and self._quiet * hop >= self.release_seconds - 1e-9:
+                self.active = False
+            return None
+        self._quiet = 0
+        if self.active:
+            return None  # the same event going on
+        if self.run == 0:
+            self._start = t
+        self.run += 1
+        self._values.append(value)
+        if self.run * hop < min_seconds - 1e-9:
+            return None
+        self.active, self.age = True, 0
+        value = sum(self._values) / len(self._values)
+        return Signal(self.name, t=round(float(self._start), 3), value=round(float(value), 3), detail=detail)
+
+
+def _autocorr(x: np.ndarray, lag: int) -> float:
+    x = x - x.mean()
+    denom = float(np.dot(x, x))
+    return float(np.dot(x[:-lag], x[lag:])) / denom if denom > 0 else 0.0
+
+
+def _periodicity(x: np.ndarray, lags: np.ndarray) -> tuple[float, int]:
+    """Highest normalised autocorrelation over ``lags``, and its lag."""
+    best, best_lag = -1.0, int(lags[0])
+    for lag in lags:
+        if lag < len(x):
+            r = _autocorr(x, int(lag))
+            if r > best:
+                best, best_lag = r, int(lag)
+    return best, best_lag
