@@ -88,7 +88,7 @@ def test_sigkilled_stream_actor_is_back_within_10s_and_no_clip_is_lost_or_double
     assert second["id"] != first[0]["id"]
     # stream time went on across the restart: the second moment lies after everything before
     assert second["stream_start"] > old_time, (old_time, second)
-    assert 13.5 <= second["stream_end"] - second["stream_start"] <= 17.0, second  # pre-roll 10 s + post-roll 5 s
+    assert 13.5 <= second["stream_end"] - second["stream_start"] <= 22.0, second  # 10 + 5 s, edges snapped to sentences
     # a subscriber reconnecting with the first clip's id gets the second once, and not the first
     late = ClipSubscriber(stack.base_url, stack.api_key, channel["id"], last_clip_id=first[0]["id"])
     try:

@@ -339,6 +339,9 @@ async def test_stop_while_a_commit_waits_for_postgres_cuts_each_moment_once(tmp_
         def transcript(self, start, end) -> str:
             return ""
 
+        def clip_bounds(self, start, end):
+            return start, end
+
     monkeypatch.setattr(actor_module, "cut_clip", fake_cut)
     channel = {"id": "stoprace", "source": "rtmp", "settings": {}}
     actor = StreamActor(channel, ActorConfig(dsn="", data_dir=str(tmp_path)))
