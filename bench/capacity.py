@@ -291,7 +291,7 @@ def measure(stack: LivecutProcess, channels: list[dict], publishers: Publishers,
         shape = (f"growing, +{gained:.1f} s over the window ({slope:+.1f} s/min): the detectors (ASR, the "
                  f"costliest stage) run slower than real time and fall further behind the ring buffer"
                  if gained >= GROWING else
-                 f"not growing ({gained:+.1f} s over the window): peaks, e.g. ASR chunks cut at pauses "
+                 f"not growing ({gained:+.1f} s over the window): peaks, e.g. ASR commits (up to max_lag after the words) "
                  f"and stalls around clip cuts, not a backlog")
         detail.append(f"detector lag up to {worst.lag('detector_lag'):.1f} s > {args.max_lag:g} s ({shape})")
     if "ingest lag over the limit" in failures:
