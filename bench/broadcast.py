@@ -256,6 +256,15 @@ def _encode(path: Path, wav: Path, duration: float, width: int, height: int, fps
     cmd = [
         "ffmpeg", "-y", "-hide_banner", "-loglevel", "error",
         "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}",
+        *live_encoder_args(wav, duration, gop, path),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def live_encoder_args(wav: Path, duration: float, gop: int, path: Path) -> list[str]:
+    """ffmpeg arguments after the video input: the audio, and encoding like a live encoder
+    (x264 zerolatency, a fixed GOP with no keyframes at scene cuts, AAC), into ``path``."""
+    return [
         "-i", str(wav),
         "-t", f"{duration:.3f}",
         "-map", "0:v", "-map", "1:a",
@@ -265,7 +274,6 @@ def _encode(path: Path, wav: Path, duration: float, width: int, height: int, fps
         "-movflags", "+faststart",
         str(path),
     ]  # fmt: skip
-    subprocess.run(cmd, check=True, capture_output=True)
 
 
 def main(argv: list[str] | None = None) -> None:

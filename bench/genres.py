@@ -54,7 +54,7 @@ import cv2
 import msgspec
 import numpy as np
 
-from bench.broadcast import SAMPLE_RATE, SPEECH_DBFS, db, roar, speak, write_wav
+from bench.broadcast import SAMPLE_RATE, SPEECH_DBFS, db, live_encoder_args, roar, speak, write_wav
 
 GENRES = ("gaming", "just_chatting", "sports", "podcast", "distractors")
 
@@ -1071,14 +1071,7 @@ def _encode(path: Path, wav: Path, plan: _Plan, width: int, height: int, fps: in
     cmd = [
         "ffmpeg", "-y", "-hide_banner", "-loglevel", "error",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
-        "-i", str(wav),
-        "-t", f"{plan.duration:.3f}",
-        "-map", "0:v", "-map", "1:a",
-        "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
-        "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-aac_coder", "fast", "-b:a", "96k", "-ar", "48000", "-ac", "1",
-        "-movflags", "+faststart",
-        str(path),
+        *live_encoder_args(wav, plan.duration, gop, path),
     ]  # fmt: skip
     renderer = _Renderer(plan, width, height)
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
