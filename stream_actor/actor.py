@@ -320,8 +320,7 @@ class StreamActor:
                     item.event_id = await asyncio.wait_for(self.store.record_pending_moment(self.channel_id, event), 2.0)
                 except Exception as exc:  # Postgres down: the commit will record the moment instead
                     log.debug("pending moment not recorded yet: %s", exc)
-            first, last = event.span()
-            end = last + opts.post_roll
+            end = event.span()[1] + opts.post_roll
             live = self.status == "live" and not final
             if live and self.ring.end < end:
                 continue  # post-roll not buffered yet
