@@ -96,3 +96,18 @@ def keyframes(path: Path, width: int = 64, height: int = 36) -> list[tuple[float
 
 
 __all__ = ["RATE", "broadcast", "decode_audio", "feed", "keyframes", "speak", "speech_only", "whisper_model"]
+
+
+def timed_words(sentences, start: float = 0.0, *, gap: float, word: float = 0.3) -> list:
+    """Words of ``sentences`` in stream time, like whisper gives them (punctuation attached):
+    ``word`` seconds each, ``gap`` seconds of pause after each sentence."""
+    from records.wire import Word
+
+    out: list = []
+    t = start
+    for sentence in sentences:
+        for w in sentence.split():
+            out.append(Word(round(t, 3), round(t + word - 0.05, 3), w))
+            t += word
+        t += gap
+    return out

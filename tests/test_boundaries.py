@@ -2,20 +2,15 @@
 import numpy as np
 import pytest
 
+import media
+
 from bench.broadcast import CALM_SENTENCES
 from detectors.boundaries import sentences, snap_clip
 from records.wire import Word
 
 
-def say(sentences_, start: float = 0.0, word: float = 0.3, gap: float = 0.8) -> list[Word]:
-    out: list[Word] = []
-    t = start
-    for sentence in sentences_:
-        for w in sentence.split():
-            out.append(Word(round(t, 3), round(t + word - 0.05, 3), w))
-            t += word
-        t += gap
-    return out
+def say(sentences_, start: float = 0.0) -> list[Word]:
+    return media.timed_words(sentences_, start, gap=0.8)
 
 
 # Words every 0.3 s (0.25 s long), 0.8 s pauses between sentences:

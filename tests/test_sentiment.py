@@ -2,6 +2,8 @@
 import msgspec
 import pytest
 
+import media
+
 from bench.broadcast import CALM_SENTENCES
 from detectors.sentiment import SentimentDetector, SentimentOptions
 from records.wire import Word
@@ -11,15 +13,7 @@ GAP = 0.9  # seconds between sentences: a pause that also ends an utterance
 
 
 def say(sentences, start: float = 0.0, gap: float = GAP) -> list[Word]:
-    """Words of ``sentences`` in stream time, like whisper gives them (punctuation attached)."""
-    out: list[Word] = []
-    t = start
-    for sentence in sentences:
-        for w in sentence.split():
-            out.append(Word(round(t, 3), round(t + WORD - 0.05, 3), w))
-            t += WORD
-        t += gap
-    return out
+    return media.timed_words(sentences, start, gap=gap, word=WORD)
 
 
 def run(words: list[Word], opts: SentimentOptions | None = None, batch: int = 0):
