@@ -134,18 +134,30 @@ class LivecutProcess:
 
 
 class ClipSubscriber:
-    """A python-socketio client that records each ``clip`` event with its arrival time."""
+    """A python-socketio client that records each ``clip`` event with its arrival time, for a
+    channel or for VOD jobs (``vod_ids``; their ``vod`` job events are kept too)."""
 
-    def __init__(self, base_url: str, api_key: str, channel_id: str, last_clip_id: str | None = None):
+    def __init__(
+        self, base_url: str, api_key: str, channel_id: str | None = None, last_clip_id: str | None = None,
+        *, vod_ids: list[str] = (),
+    ):
         import socketio
 
         self.clips: list[dict] = []
         self.arrivals: list[float] = []
         self.acks: list[dict] = []
+        self.vod_events: list[dict] = []
         self.changed = threading.Condition()
         self.client = socketio.Client(reconnection=True)
         self.channel_id = channel_id
+        self.vod_ids = list(vod_ids)
         self.last_clip_id = last_clip_id
+
+        @self.client.on("vod")
+        def on_vod(data):
+            with self.changed:
+                self.vod_events.append(data)
+                self.changed.notify_all()
 
         @self.client.on("clip")
         def on_clip(data):
@@ -157,10 +169,12 @@ class ClipSubscriber:
 
         @self.client.on("connect")
         def on_connect():
-            payload = {"channel_id": self.channel_id}
-            if self.last_clip_id:
-                payload["last_clip_id"] = self.last_clip_id
-            self.client.emit("subscribe", payload, callback=self.acks.append)
+            topics = [{"channel_id": self.channel_id}] if self.channel_id else []
+            topics += [{"vod_id": vod_id} for vod_id in self.vod_ids]
+            for payload in topics:
+                if self.last_clip_id:
+                    payload["last_clip_id"] = self.last_clip_id
+                self.client.emit("subscribe", payload, callback=self.acks.append)
 
         self.client.connect(base_url, auth={"token": api_key}, transports=["websocket"], wait_timeout=10)
 
@@ -170,6 +184,14 @@ class ClipSubscriber:
             while len(self.clips) < count and (left := deadline - time.monotonic()) > 0:
                 self.changed.wait(left)
             return list(self.clips)
+
+    def wait_until(self, predicate, timeout: float) -> bool:
+        """Wait until ``predicate(self)`` holds (checked at each event)."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not predicate(self) and (left := deadline - time.monotonic()) > 0:
+                self.changed.wait(min(left, 1.0))
+            return predicate(self)
 
     def close(self) -> None:
         self.client.disconnect()

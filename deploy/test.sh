@@ -10,10 +10,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # (speech fixtures), GStreamer's RTSP server (a real camera-side server, run by Debian's python3)
 # and ngircd (a real IRC server standing in for Twitch chat).
 PEER_PACKAGES=(ffmpeg espeak-ng ngircd python3-gi gir1.2-gst-rtsp-server-1.0
-    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium)
 have_peers() {
     command -v ffmpeg >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 &&
-        [ -x /usr/sbin/ngircd ] &&
+        [ -x /usr/sbin/ngircd ] && [ -x /usr/bin/chromium ] &&
         /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" >/dev/null 2>&1 &&
         for p in "${PEER_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || return 1; done
 }

@@ -38,7 +38,8 @@ VAD runs on a fixed 512-sample grid with carried state, so live (100 ms pushes) 
 big array) input give the same whisper calls and the same words. ``flush()`` commits what is
 buffered now (a clip waits for its transcript, or the stream ends) and restarts the grid.
 
-Hallucination filters, applied to each whisper result before its words enter a hypothesis:
+Hallucination filters, applied to each whisper result before its words enter a hypothesis
+(module-level functions, shared with :mod:`detectors.transcribe`, the recordings' transcriber):
 
 1. Whisper's no-speech test, stricter than faster-whisper's own (0.6 and -1): a result with
    no_speech_prob > ``no_speech_prob`` and avg_logprob < ``no_speech_logprob`` is dropped
@@ -156,7 +157,7 @@ def load_whisper_model(opts: SpeechOptions | None = None):
         raise
 
 
-class _W(NamedTuple):
+class HypWord(NamedTuple):
     """A hypothesis word in stream time, with its normalised text for comparisons."""
 
     start: float
@@ -164,6 +165,7 @@ class _W(NamedTuple):
     text: str
     prob: float
     key: str
+
 
 
 _NON_WORD = re.compile(r"^\W*$")
@@ -179,6 +181,77 @@ SILENCE_HALLUCINATIONS = frozenset({
 def normalise(text: str) -> str:
     """Lower case, letters, digits and apostrophes only: how words are compared."""
     return " ".join(re.sub(r"[^\w' ]+", "", text.lower().replace("-", " ")).split())
+
+
+# -- the hallucination filters (module docstring), shared with detectors.transcribe ---------
+def keep_segment(seg, opts: SpeechOptions) -> bool:
+    """Whisper's own confidence figures for one result: filters 1-3 and 6."""
+    if seg.avg_logprob < opts.min_avg_logprob or seg.compression_ratio > opts.max_compression_ratio:
+        return False
+    if seg.no_speech_prob > opts.no_speech_prob and seg.avg_logprob < opts.no_speech_logprob:
+        return False
+    return not (_ANNOTATION.match(seg.text) or _NON_WORD.match(seg.text))
+
+
+def word_text(word, opts: SpeechOptions) -> tuple[str, str] | None:
+    """(text, normalised key) of a whisper word, or None for a non-word, an annotation or a
+    word under ``min_probability`` (filters 6 and 8)."""
+    text, key = word.word.strip(), normalise(word.word)
+    if not key or _ANNOTATION.match(text) or word.probability < opts.min_probability:
+        return None
+    return text, key
+
+
+def vad_support(probs: np.ndarray, opts: SpeechOptions) -> tuple[float, float]:
+    """(peak VAD score, share of windows >= vad_threshold) of the windows under some words."""
+    if not len(probs):
+        return 0.0, 0.0
+    return float(probs.max()), float((probs >= opts.vad_threshold).mean())
+
+
+def voiced_sentences(words: list[HypWord], speech_under, opts: SpeechOptions) -> tuple[list[HypWord], int]:
+    """Filters 4 and 5: each sentence must lie over audio the VAD calls speech.
+
+    ``speech_under(start, end)`` gives :func:`vad_support` of the audio around [start, end] s.
+    Returns (the words kept, sentences dropped)."""
+    out: list[HypWord] = []
+    dropped = 0
+    sentence: list[HypWord] = []
+    for i, w in enumerate(words):
+        sentence.append(w)
+        if w.text[-1:] not in ".?!" and i < len(words) - 1:
+            continue
+        peak, voiced = speech_under(sentence[0].start, sentence[-1].end)
+        text = " ".join(x.key for x in sentence)
+        if peak < opts.vad_neg_threshold or (text in SILENCE_HALLUCINATIONS and voiced < 0.5):
+            dropped += 1  # words where the VAD heard no speech / "Thank you." on silence
+        else:
+            out += sentence
+        sentence = []
+    return out, dropped
+
+
+def collapse_loops(words: list[HypWord]) -> tuple[list[HypWord], int]:
+    """Filter 7: a phrase of 2-8 words said 3+ times in a row, or a word 4+ times, is kept
+    once. Returns (the words kept, loops collapsed)."""
+    keys = [w.key for w in words]
+    out: list[HypWord] = []
+    loops = 0
+    i = 0
+    while i < len(words):
+        for n in range(1, 9):
+            reps = 1
+            while keys[i + reps * n : i + (reps + 1) * n] == keys[i : i + n]:
+                reps += 1
+            if reps >= (4 if n == 1 else 3):
+                out += words[i : i + n]
+                i += reps * n
+                loops += 1
+                break
+        else:
+            out.append(words[i])
+            i += 1
+    return out, loops
 
 
 class StreamingTranscriber:
@@ -217,7 +290,7 @@ class StreamingTranscriber:
         self.shed_seconds = 0.0  # stream seconds dropped unheard under load (shedding level 3)
         self.shed_level = 0  # current load-shedding level, 0-3 (see the module docstring)
         self._dropping = False
-        self._committed: list[_W] = []  # the last committed words (prompt, seam dedup)
+        self._committed: list[HypWord] = []  # the last committed words (prompt, seam dedup)
         self._origin: float | None = None
         self._h = np.zeros((1, 1, 128), np.float32)
         self._c = np.zeros((1, 1, 128), np.float32)
@@ -346,7 +419,7 @@ class StreamingTranscriber:
         return out
 
     # -- whisper and the commit policy --------------------------------------------------
-    def _call(self, end: int) -> list[_W]:
+    def _call(self, end: int) -> list[HypWord]:
         """Transcribe the buffer up to ``end``: a filtered hypothesis past the last commit."""
         o = self.opts
         start = max(self._buf_start, end - self._MAX_AUDIO)  # whisper reads one 30 s window
@@ -374,65 +447,32 @@ class StreamingTranscriber:
         # end and encode the tail again (another full 30 s encoder pass, doubling the cost) for
         # audio the decoder has already seen and found no more words in.
         limit = self._t(end)
-        words: list[_W] = []
+        words: list[HypWord] = []
         for seg in itertools.islice(segments, 1):
-            if not self._keep_segment(seg):
+            if not keep_segment(seg, o):
                 self.dropped_segments += 1
                 continue
             for w in seg.words or ():
-                text, key = w.word.strip(), normalise(w.word)
-                if not key or _ANNOTATION.match(text) or w.probability < o.min_probability:
+                kept = word_text(w, o)
+                if kept is None:
                     continue
+                text, key = kept
                 start = min(t + max(0.0, float(w.start)), limit)
-                words.append(_W(start, min(max(t + float(w.end), start), limit), text, float(w.probability), key))
+                end_t = min(max(t + float(w.end), start), limit)
+                words.append(HypWord(start, end_t, text, float(w.probability), key))
         return self._after_commit(self._collapse_loops(self._voiced_sentences(words)))
 
-    def _keep_segment(self, seg) -> bool:
-        """Whisper's own confidence figures: filters 1-3 and 6 of the module docstring."""
-        o = self.opts
-        if seg.avg_logprob < o.min_avg_logprob or seg.compression_ratio > o.max_compression_ratio:
-            return False
-        if seg.no_speech_prob > o.no_speech_prob and seg.avg_logprob < o.no_speech_logprob:
-            return False
-        return not (_ANNOTATION.match(seg.text) or _NON_WORD.match(seg.text))
+    def _voiced_sentences(self, words: list[HypWord]) -> list[HypWord]:
+        kept, dropped = voiced_sentences(words, self._speech_under, self.opts)
+        self.dropped_segments += dropped
+        return kept
 
-    def _voiced_sentences(self, words: list[_W]) -> list[_W]:
-        """Filters 4 and 5: each sentence must lie over audio the VAD calls speech."""
-        out: list[_W] = []
-        sentence: list[_W] = []
-        for i, w in enumerate(words):
-            sentence.append(w)
-            if w.text[-1:] not in ".?!" and i < len(words) - 1:
-                continue
-            peak, voiced = self._speech_under(sentence[0].start, sentence[-1].end)
-            text = " ".join(x.key for x in sentence)
-            if peak < self.opts.vad_neg_threshold or (text in SILENCE_HALLUCINATIONS and voiced < 0.5):
-                self.dropped_segments += 1  # words where the VAD heard no speech / "Thank you." on silence
-            else:
-                out += sentence
-            sentence = []
-        return out
+    def _collapse_loops(self, words: list[HypWord]) -> list[HypWord]:
+        kept, loops = collapse_loops(words)
+        self.loops += loops
+        return kept
 
-    def _collapse_loops(self, words: list[_W]) -> list[_W]:
-        keys = [w.key for w in words]
-        out: list[_W] = []
-        i = 0
-        while i < len(words):
-            for n in range(1, 9):
-                reps = 1
-                while keys[i + reps * n : i + (reps + 1) * n] == keys[i : i + n]:
-                    reps += 1
-                if reps >= (4 if n == 1 else 3):
-                    out += words[i : i + n]
-                    i += reps * n
-                    self.loops += 1
-                    break
-            else:
-                out.append(words[i])
-                i += 1
-        return out
-
-    def _after_commit(self, words: list[_W]) -> list[_W]:
+    def _after_commit(self, words: list[HypWord]) -> list[HypWord]:
         """The part of a hypothesis that is new: after the last commit in time and in text."""
         final = self._t(self._final)
         new = [w for w in words if w.start >= final - self._TOL]
@@ -443,7 +483,7 @@ class StreamingTranscriber:
                     return new[i:]
         return new
 
-    def _agree(self, new: list[_W]) -> list[Word]:
+    def _agree(self, new: list[HypWord]) -> list[Word]:
         """LocalAgreement-2: commit the common prefix of the previous and the new hypothesis."""
         n = 0
         while n < len(new) and n < len(self._hyp) and new[n].key == self._hyp[n].key:
@@ -452,7 +492,7 @@ class StreamingTranscriber:
         self._hyp = new[n:]
         return out
 
-    def _commit_until(self, words: list[_W], until: float) -> list[Word]:
+    def _commit_until(self, words: list[HypWord], until: float) -> list[Word]:
         n = 0
         while n < len(words) and words[n].end <= until:
             n += 1
@@ -460,7 +500,7 @@ class StreamingTranscriber:
         self._hyp = list(words[n:])
         return out
 
-    def _commit(self, words: list[_W]) -> list[Word]:
+    def _commit(self, words: list[HypWord]) -> list[Word]:
         out: list[Word] = []
         for w in words:
             final = self._t(self._final)
@@ -499,7 +539,7 @@ class StreamingTranscriber:
         self._speech_windows = 0  # windows >= vad_threshold in the current utterance
         self._onset = 0
         self._idle_since: int | None = None
-        self._hyp: list[_W] = []
+        self._hyp: list[HypWord] = []
         if not keep_vad:
             self._h = np.zeros((1, 1, 128), np.float32)
             self._c = np.zeros((1, 1, 128), np.float32)
@@ -556,10 +596,7 @@ class StreamingTranscriber:
         """(peak VAD score, share of windows >= vad_threshold) around [start, end] s."""
         a = self._n(start - self._TOL) // self.WIN - self._probs_first
         b = -(-self._n(end + self._TOL) // self.WIN) - self._probs_first
-        p = self._probs[max(0, a) : max(0, min(b, self._consumed - self._probs_first))]
-        if not len(p):
-            return 0.0, 0.0
-        return float(p.max()), float((p >= self.opts.vad_threshold).mean())
+        return vad_support(self._probs[max(0, a) : max(0, min(b, self._consumed - self._probs_first))], self.opts)
 
     def _trim_memory(self) -> None:
         """Forget samples and VAD scores before the buffer start (views, not copies: one huge

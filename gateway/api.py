@@ -279,13 +279,14 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
     @router.get("/clips", dependencies=auth, response_class=MsgspecResponse)
     async def list_clips(
         channel_id: str | None = Query(None, max_length=100),
+        vod_id: str | None = Query(None, max_length=100),
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         limit: int = Query(50, ge=1, le=200),
         before: str | None = Query(None, min_length=1, max_length=100),
     ) -> Response:
         clips = await store.list_clips(
-            channel_id=channel_id, since=_utc(since), until=_utc(until), before=before, limit=limit + 1
+            channel_id=channel_id, vod_id=vod_id, since=_utc(since), until=_utc(until), before=before, limit=limit + 1
         )
         page = clips[:limit]
         next_cursor = page[-1].id if len(clips) > limit else None

@@ -21,6 +21,8 @@ from starlette.types import ASGIApp
 from gateway import errors, metrics
 from gateway.api import ChannelControl, build_router
 from gateway.feed import Feed
+from gateway.uploads import Uploads
+from gateway.vods import VodControl, build_vod_router
 from records.settings import Settings
 from records.store import Store
 
@@ -42,16 +44,20 @@ def create_app(
     control: ChannelControl,
     *,
     whip: "WhipIngest | None" = None,
+    vods: "VodControl | None" = None,
+    uploads: Uploads | None = None,
 ) -> ASGIApp:
     """``whip``, when given, mounts the WHIP ingest (``POST /whip/{channel_id}``); its
-    sessions end when the app shuts down."""
+    sessions end when the app shuts down. ``vods`` (the VOD scheduler) mounts ``/api/vods``."""
     feed = Feed(settings.api_key, store, redis)
+    uploads = uploads or Uploads(settings)  # tus at /api/uploads; its sweeper runs in the lifespan
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         await feed.start()
         try:
-            yield
+            async with uploads.sweeping():
+                yield
         finally:
             try:
                 if whip is not None:
@@ -69,8 +75,12 @@ def create_app(
     )
     api.state.feed = feed
     api.state.settings = settings
+    api.state.uploads = uploads
     errors.install(api)
     api.include_router(build_router(settings, store, control))
+    api.include_router(uploads.router)
+    if vods is not None:
+        api.include_router(build_vod_router(settings, store, vods, uploads))
     if whip is not None:
         api.include_router(whip.router)
 

@@ -1,6 +1,7 @@
 """Socket.IO feed: authenticated subscribers, one Redis relay task, gapless resume.
 
-Each channel's notifications arrive on the Redis stream ``clip_stream_key(channel_id)``
+Each channel's notifications arrive on the Redis stream ``clip_stream_key(channel_id)``, and a
+VOD job's (its ``clip`` events and its ``vod`` job events) on ``vod_stream_key(vod_id)``
 (the outbox relay XADDs them after commit, at least once). One relay task follows, with
 ``XREAD BLOCK``, the streams of the channels that currently have subscribers and emits
 each notification to that channel's room.
@@ -35,19 +36,29 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.auth import key_matches
 from records.store import Store
-from records.wire import ClipNotification, clip_stream_key
+from records.vod_store import VodStore
+from records.wire import ClipNotification, VodJob, clip_stream_key, vod_stream_key
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/"
 MAX_ID = 100  # longest channel or clip id accepted from a client
 CATCH_UP_PAGE = 500
-STREAM_PREFIX = clip_stream_key("")
 RETRY_MAX = 2.0  # longest wait between reads while Redis is down: the backlog flows this soon after
 
 
 def room_of(channel_id: str) -> str:
     return f"channel:{channel_id}"
+
+
+def vod_room(vod_id: str) -> str:
+    return f"vod:{vod_id}"
+
+
+def stream_of(topic: str) -> str:
+    """The Redis stream behind a room: a channel's clips, or a VOD job's clips and job events."""
+    kind, _, ident = topic.partition(":")
+    return vod_stream_key(ident) if kind == "vod" else clip_stream_key(ident)
 
 
 def _text(value: bytes | str) -> str:
@@ -125,8 +136,8 @@ class Feed:
             block_ms = min(block_ms, max(50, int(socket_timeout * 1000 * 0.6)))
         self.block_ms = block_ms
         self.sio = socketio.AsyncServer(async_mode="asgi", logger=False, engineio_logger=False)
-        self.subs: dict[str, dict[str, Subscription]] = {}  # channel_id -> sid -> subscription
-        self.follows: dict[str, Follow] = {}  # channel_id -> relay position
+        self.subs: dict[str, dict[str, Subscription]] = {}  # room (channel:ID, vod:ID) -> sid -> subscription
+        self.follows: dict[str, Follow] = {}  # room -> relay position in its stream
         self.relayed = 0  # notifications read from Redis
         self.redis_ok = True
         self._changed = asyncio.Event()
@@ -167,45 +178,65 @@ class Feed:
             )
 
     async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
-        for channel_id in [c for c, subs in self.subs.items() if sid in subs]:
-            self._drop(sid, channel_id)
+        for topic in [t for t, subs in self.subs.items() if sid in subs]:
+            self._drop(sid, topic)
+
+    @staticmethod
+    def _topic_of(data: dict) -> tuple[str | None, str | None]:
+        """(room, error message) of a subscribe/unsubscribe body: a channel or a VOD job."""
+        channel_id, vod_id = data.get("channel_id"), data.get("vod_id")
+        if (channel_id is None) == (vod_id is None):
+            return None, "give exactly one of channel_id and vod_id"
+        ident = channel_id if channel_id is not None else vod_id
+        if not isinstance(ident, str) or not ident or len(ident) > MAX_ID:
+            return None, f"{'channel_id' if channel_id is not None else 'vod_id'} must be a non-empty string"
+        return (room_of(ident) if channel_id is not None else vod_room(ident)), None
 
     async def _on_subscribe(self, sid: str, data: Any = None) -> dict:
+        usage = "subscribe takes {channel_id: str | vod_id: str, last_clip_id?: str}"
         if not isinstance(data, dict):
-            return _error("invalid_request", "subscribe takes {channel_id: str, last_clip_id?: str}")
-        channel_id, last_clip_id = data.get("channel_id"), data.get("last_clip_id")
-        unknown = set(data) - {"channel_id", "last_clip_id"}
+            return _error("invalid_request", usage)
+        last_clip_id = data.get("last_clip_id")
+        unknown = set(data) - {"channel_id", "vod_id", "last_clip_id"}
         if unknown:
             return _error("invalid_request", f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
-        if not isinstance(channel_id, str) or not channel_id or len(channel_id) > MAX_ID:
-            return _error("invalid_request", "channel_id must be a non-empty string")
+        topic, problem = self._topic_of(data)
+        if topic is None:
+            return _error("invalid_request", f"{problem}; {usage}")
         if last_clip_id is not None and (not isinstance(last_clip_id, str) or len(last_clip_id) > MAX_ID):
             return _error("invalid_request", "last_clip_id must be a string")
+        kind, _, ident = topic.partition(":")
         try:
-            channel = await self.store.get_channel(channel_id)
+            if kind == "vod":
+                found = await VodStore(self.store.pool).get(ident)
+            else:
+                found = await self.store.get_channel(ident)
         except Exception:
-            log.exception("subscribe: channel lookup failed")
+            log.exception("subscribe: lookup failed")
             return _error("unavailable", "the database is unavailable; retry shortly")
-        if channel is None:
-            return _error("not_found", f"no channel {channel_id!r}")
+        if found is None:
+            return _error("not_found", f"no {'VOD job' if kind == 'vod' else 'channel'} {ident!r}")
         if not self.sio.manager.is_connected(sid, NAMESPACE):
             return _error("disconnected", "the client disconnected")
 
         # 1. register (catching up) and join the room
-        existing = self.subs.get(channel_id, {}).get(sid)
+        existing = self.subs.get(topic, {}).get(sid)
         sub = Subscription(watermark=max(last_clip_id or "", existing.watermark if existing else ""))
-        self.subs.setdefault(channel_id, {})[sid] = sub
-        await self.sio.enter_room(sid, room_of(channel_id), namespace=NAMESPACE)
+        self.subs.setdefault(topic, {})[sid] = sub
+        await self.sio.enter_room(sid, topic, namespace=NAMESPACE)
         try:
             # 2. follow the stream from its current end (unless already followed)
-            await self._follow(channel_id)
+            await self._follow(topic)
             # 3. the clips missed while away, from Postgres
             if last_clip_id:
                 after = last_clip_id
                 while True:
-                    missed = await self.store.clips_after(channel_id, after, CATCH_UP_PAGE)
+                    if kind == "vod":
+                        missed = await self.store.clips_after(None, after, CATCH_UP_PAGE, vod_id=ident)
+                    else:
+                        missed = await self.store.clips_after(ident, after, CATCH_UP_PAGE)
                     for clip in missed:
-                        if self.subs.get(channel_id, {}).get(sid) is not sub:
+                        if self.subs.get(topic, {}).get(sid) is not sub:
                             return _error("unsubscribed", "unsubscribed while catching up")
                         if sub.take(clip.id):
                             await self.sio.emit("clip", msgspec.to_builtins(clip.notification()), to=sid)
@@ -213,57 +244,62 @@ class Feed:
                         break
                     after = missed[-1].id
             # 4. what arrived live meanwhile, then live mode
-            while sub.pending and self.subs.get(channel_id, {}).get(sid) is sub:
+            while sub.pending and self.subs.get(topic, {}).get(sid) is sub:
                 batch, sub.pending = sorted(sub.pending, key=lambda p: p[0]), []
                 for clip_id, payload in batch:
                     if sub.take(clip_id):
                         await self.sio.emit("clip", payload, to=sid)
             sub.catching_up = False
+            if kind == "vod":  # the job as it is now; later changes come as they happen
+                from records.vod_store import vod_view
+
+                row = await VodStore(self.store.pool).get(ident)
+                if row is not None:
+                    await self.sio.emit("vod", msgspec.to_builtins(vod_view(row)), to=sid)
         except (RedisError, OSError) as exc:
-            log.warning("subscribe %s: redis unavailable: %s", channel_id, exc)
-            await self._drop_if_current(sid, channel_id, sub)
+            log.warning("subscribe %s: redis unavailable: %s", topic, exc)
+            await self._drop_if_current(sid, topic, sub)
             return _error("unavailable", "the notification stream is unavailable; retry shortly")
         except Exception:
-            log.exception("subscribe %s failed", channel_id)
-            await self._drop_if_current(sid, channel_id, sub)
+            log.exception("subscribe %s failed", topic)
+            await self._drop_if_current(sid, topic, sub)
             return _error("internal", "subscribe failed")
         return {"ok": True}
 
     async def _on_unsubscribe(self, sid: str, data: Any = None) -> dict:
-        channel_id = data.get("channel_id") if isinstance(data, dict) else None
-        if not isinstance(channel_id, str) or not channel_id:
-            return _error("invalid_request", "unsubscribe takes {channel_id: str}")
-        if sid not in self.subs.get(channel_id, {}):
-            return _error("not_found", f"not subscribed to {channel_id!r}")
-        self._drop(sid, channel_id)
-        await self.sio.leave_room(sid, room_of(channel_id), namespace=NAMESPACE)
+        topic, problem = self._topic_of(data) if isinstance(data, dict) else (None, "")
+        if topic is None:
+            return _error("invalid_request", "unsubscribe takes {channel_id: str} or {vod_id: str}")
+        if sid not in self.subs.get(topic, {}):
+            return _error("not_found", f"not subscribed to {topic.partition(':')[2]!r}")
+        self._drop(sid, topic)
+        await self.sio.leave_room(sid, topic, namespace=NAMESPACE)
         return {"ok": True}
 
-    async def _drop_if_current(self, sid: str, channel_id: str, sub: Subscription) -> None:
-        if self.subs.get(channel_id, {}).get(sid) is sub:
-            self._drop(sid, channel_id)
-            await self.sio.leave_room(sid, room_of(channel_id), namespace=NAMESPACE)
+    async def _drop_if_current(self, sid: str, topic: str, sub: Subscription) -> None:
+        if self.subs.get(topic, {}).get(sid) is sub:
+            self._drop(sid, topic)
+            await self.sio.leave_room(sid, topic, namespace=NAMESPACE)
 
-    def _drop(self, sid: str, channel_id: str) -> None:
-        subs = self.subs.get(channel_id)
+    def _drop(self, sid: str, topic: str) -> None:
+        subs = self.subs.get(topic)
         if subs is None:
             return
         subs.pop(sid, None)
         if not subs:  # the room is empty: stop following its stream
-            del self.subs[channel_id]
-            self.follows.pop(channel_id, None)
+            del self.subs[topic]
+            self.follows.pop(topic, None)
 
     # -- the relay ----------------------------------------------------------------------
-    async def _follow(self, channel_id: str) -> None:
-        if channel_id in self.follows:
+    async def _follow(self, topic: str) -> None:
+        if topic in self.follows:
             return
-        key = clip_stream_key(channel_id)
-        last = await self.redis.xrevrange(key, count=1)
+        last = await self.redis.xrevrange(stream_of(topic), count=1)
         start = _text(last[0][0]) if last else "0-0"
         # re-check after the await: someone may have started following meanwhile, or every
         # subscriber may have gone
-        if channel_id not in self.follows and self.subs.get(channel_id):
-            self.follows[channel_id] = Follow(start)
+        if topic not in self.follows and self.subs.get(topic):
+            self.follows[topic] = Follow(start)
             self._changed.set()
 
     async def _relay(self) -> None:
@@ -297,7 +333,8 @@ class Feed:
             await self._changed.wait()
             return
         follows = dict(self.follows)
-        streams = {clip_stream_key(c): f.last_id for c, f in follows.items()}
+        topics = {stream_of(t): t for t in follows}
+        streams = {key: follows[t].last_id for key, t in topics.items()}
         read = asyncio.ensure_future(self.redis.xread(streams, count=100, block=self.block_ms))
         changed = asyncio.ensure_future(self._changed.wait())
         try:
@@ -313,26 +350,30 @@ class Feed:
         if read.cancelled():
             return
         for key, entries in _stream_entries(read.result()):
-            channel_id = _text(key)[len(STREAM_PREFIX):]
+            topic = topics[_text(key)]
             for entry_id, fields in entries:
-                follow = self.follows.get(channel_id)
-                if follow is not follows.get(channel_id):
+                follow = self.follows.get(topic)
+                if follow is not follows.get(topic):
                     break  # unfollowed (or re-followed from elsewhere) while we read
                 follow.last_id = _text(entry_id)
                 self.relayed += 1
-                await self._deliver(channel_id, fields)
+                await self._deliver(topic, fields)
 
-    async def _deliver(self, channel_id: str, fields: dict) -> None:
+    async def _deliver(self, topic: str, fields: dict) -> None:
         raw = fields.get(b"data", fields.get("data"))
+        kind = _text(fields.get(b"kind", fields.get("kind", b"clip")))
         try:
-            note = msgspec.json.decode(raw, type=ClipNotification)
+            note = msgspec.json.decode(raw, type=VodJob if kind == "vod" else ClipNotification)
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
-            log.warning("feed relay: skipping a malformed notification on %s: %s", channel_id, exc)
+            log.warning("feed relay: skipping a malformed notification on %s: %s", topic, exc)
             return
         payload = msgspec.to_builtins(note)
-        subs = self.subs.get(channel_id, {})
+        if kind == "vod":  # the job's latest state: every subscriber, no watermark
+            await self.sio.emit("vod", payload, room=topic, namespace=NAMESPACE)
+            return
+        subs = self.subs.get(topic, {})
         skip = []
-        for sid, _eio_sid in self.sio.manager.get_participants(NAMESPACE, room_of(channel_id)):
+        for sid, _eio_sid in self.sio.manager.get_participants(NAMESPACE, topic):
             sub = subs.get(sid)
             if sub is None:
                 skip.append(sid)
@@ -341,4 +382,4 @@ class Feed:
                 skip.append(sid)
             elif not sub.take(note.id):
                 skip.append(sid)
-        await self.sio.emit("clip", payload, room=room_of(channel_id), skip_sid=skip, namespace=NAMESPACE)
+        await self.sio.emit("clip", payload, room=topic, skip_sid=skip, namespace=NAMESPACE)

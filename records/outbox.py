@@ -1,4 +1,4 @@
-"""Outbox relay: moves committed notifications from Postgres to a Redis stream per channel.
+"""Outbox relay: moves committed notifications from Postgres to a Redis stream per channel or VOD job.
 
 At least once: a row is marked delivered only after XADD succeeded, so a Redis or Postgres
 outage delays delivery but loses nothing; subscribers dedupe by clip id.
@@ -38,8 +38,8 @@ class OutboxRelay:
         while rows := await self.store.pending_notifications(limit=200):
             for row in rows:
                 await self.redis.xadd(
-                    clip_stream_key(row["channel_id"]),
-                    {"data": msgspec.json.encode(row["payload"])},
+                    row["stream"] or clip_stream_key(row["channel_id"]),  # rows from before streams were stored
+                    {"data": msgspec.json.encode(row["payload"]), "kind": row["kind"]},
                     maxlen=STREAM_MAXLEN,
                     approximate=True,
                 )

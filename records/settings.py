@@ -24,6 +24,10 @@ class Settings(msgspec.Struct, kw_only=True):
     max_streams: int = 100  # active channels in this workspace, whatever the cluster size
     actor_gpus: float = 0.0  # GPU fraction per stream actor (e.g. 0.25)
     heartbeat_timeout: float = 20.0  # seconds without a health report before an actor is restarted
+    max_vod_jobs: int = 0  # VOD jobs running at once; 0: the Ray cluster's CPU count
+    vod_shard_seconds: float = 180.0  # a VOD job's recording is analysed in shards of about this long
+    max_upload_bytes: int = 20 * 1024**3  # largest Upload-Length a tus upload may declare
+    upload_expiry_seconds: float = 24 * 3600  # an unfinished upload is removed this long after its creation
 
     @property
     def advertised_host(self) -> str:

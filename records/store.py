@@ -21,6 +21,8 @@ from records.wire import (
     Ingest,
     MomentEvent,
     Signal,
+    clip_stream_key,
+    vod_stream_key,
 )
 
 OUTBOX_CHANNEL = "livecut_outbox"  # pg_notify channel that wakes the relay
@@ -192,21 +194,37 @@ class Store:
     async def commit_clip(
         self, clip: ClipRecord, event: MomentEvent, base_url: str = "", event_id: int | None = None
     ) -> ClipRecord:
-        """Insert the clip, its event and its notification in one transaction (the outbox)."""
+        """Insert the clip, its event and its notification in one transaction (the outbox).
+
+        A VOD clip (``clip.vod_id``) has no channel event; its notification goes to the job's
+        stream, and a second commit of the same (job, moment) returns the first one's row."""
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 row = await conn.fetchrow(
                     """INSERT INTO clips (id, channel_id, stream_start, stream_end, score, signals, transcript,
-                                          video_path, thumbnail_path, duration, triggers)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                       ON CONFLICT (id) DO NOTHING RETURNING created_at""",
+                                          video_path, thumbnail_path, duration, triggers, vod_id, moment_seq)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                       ON CONFLICT DO NOTHING RETURNING created_at""",
                     clip.id, clip.channel_id, clip.stream_start, clip.stream_end, clip.score, clip.signals,
                     clip.transcript, clip.video_path, clip.thumbnail_path, clip.duration, clip.triggers,
+                    clip.vod_id, clip.moment_seq,
                 )
-                if row is None:  # already committed (a retry after a lost reply)
-                    existing = await conn.fetchrow("SELECT * FROM clips WHERE id = $1", clip.id)
+                if row is None:  # already committed (a retry after a lost reply, a resumed job)
+                    existing = await conn.fetchrow(
+                        "SELECT * FROM clips WHERE id = $1 OR (vod_id = $2 AND moment_seq = $3)",
+                        clip.id, clip.vod_id, clip.moment_seq,
+                    )
                     return clip_record(existing)
                 stored = msgspec.structs.replace(clip, created_at=iso(row["created_at"]))
+                payload = msgspec.to_builtins(stored.notification(base_url))
+                if clip.vod_id is not None:
+                    await conn.execute("UPDATE vod_jobs SET clips = clips + 1 WHERE id = $1", clip.vod_id)
+                    await conn.execute(
+                        "INSERT INTO outbox (stream, kind, payload) VALUES ($1, 'clip', $2)",
+                        vod_stream_key(clip.vod_id), payload,
+                    )
+                    await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, clip.vod_id)
+                    return stored
                 if event_id is not None:  # the moment was recorded as pending when detected
                     await conn.execute("UPDATE events SET kind = 'moment', clip_id = $2 WHERE id = $1", event_id, clip.id)
                 else:
@@ -215,8 +233,10 @@ class Store:
                            VALUES ($1, 'moment', $2, $3, $4, $5)""",
                         clip.channel_id, event.t, event.score, event.signals, clip.id,
                     )
-                payload = msgspec.to_builtins(stored.notification(base_url))
-                await conn.execute("INSERT INTO outbox (channel_id, payload) VALUES ($1, $2)", clip.channel_id, payload)
+                await conn.execute(
+                    "INSERT INTO outbox (channel_id, stream, kind, payload) VALUES ($1, $2, 'clip', $3)",
+                    clip.channel_id, clip_stream_key(clip.channel_id), payload,
+                )
                 await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, clip.channel_id)
         return stored
 
@@ -228,6 +248,7 @@ class Store:
         self,
         *,
         channel_id: str | None = None,
+        vod_id: str | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         before: str | None = None,
@@ -237,6 +258,7 @@ class Store:
         clauses, args = [], []
         for sql, value in (
             ("channel_id = ${}", channel_id),
+            ("vod_id = ${}", vod_id),
             ("created_at >= ${}", since),
             ("created_at < ${}", until),
             ("id < ${}", before),
@@ -249,10 +271,13 @@ class Store:
         rows = await self.pool.fetch(f"SELECT * FROM clips {where} ORDER BY id DESC LIMIT ${len(args)}", *args)
         return [clip_record(r) for r in rows]
 
-    async def clips_after(self, channel_id: str, after_id: str, limit: int = 500) -> list[ClipRecord]:
-        """Clips of a channel newer than ``after_id``, oldest first (resume after reconnect)."""
+    async def clips_after(
+        self, channel_id: str | None, after_id: str, limit: int = 500, *, vod_id: str | None = None
+    ) -> list[ClipRecord]:
+        """Clips of a channel (or a VOD job) newer than ``after_id``, oldest first (resume)."""
+        column, owner = ("vod_id", vod_id) if vod_id is not None else ("channel_id", channel_id)
         rows = await self.pool.fetch(
-            "SELECT * FROM clips WHERE channel_id = $1 AND id > $2 ORDER BY id LIMIT $3", channel_id, after_id, limit
+            f"SELECT * FROM clips WHERE {column} = $1 AND id > $2 ORDER BY id LIMIT $3", owner, after_id, limit
         )
         return [clip_record(r) for r in rows]
 
@@ -272,7 +297,8 @@ class Store:
     # -- outbox ---------------------------------------------------------------------------
     async def pending_notifications(self, limit: int = 100) -> list[dict]:
         rows = await self.pool.fetch(
-            "SELECT id, channel_id, payload FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT $1", limit
+            "SELECT id, channel_id, stream, kind, payload FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT $1",
+            limit,
         )
         return [dict(r) for r in rows]
 
@@ -294,6 +320,8 @@ def clip_record(row: asyncpg.Record) -> ClipRecord:
         duration=row["duration"],
         created_at=iso(row["created_at"]),
         triggers=msgspec.convert(row["triggers"], list[Signal]),
+        vod_id=row["vod_id"],
+        moment_seq=row["moment_seq"],
     )
 
 

@@ -44,10 +44,12 @@ class MomentEvent(msgspec.Struct, frozen=True):
 
 
 class ClipNotification(msgspec.Struct, frozen=True):
-    """What subscribers receive as the Socket.IO ``clip`` event (the public contract)."""
+    """What subscribers receive as the Socket.IO ``clip`` event (the public contract).
+
+    A live clip has ``channel_id`` and no ``vod_id``; a VOD job's clip the other way round."""
 
     id: str
-    channel_id: str
+    channel_id: str | None
     stream_start: float
     stream_end: float
     score: float
@@ -57,6 +59,7 @@ class ClipNotification(msgspec.Struct, frozen=True):
     thumbnail_url: str
     created_at: str  # ISO 8601, UTC
     triggers: list[Signal] = []  # the signals that fired (strongest per name), with their detail
+    vod_id: str | None = None
 
 
 ChannelStatus = Literal["waiting", "live", "offline", "error"]
@@ -111,7 +114,7 @@ class ClipRecord(msgspec.Struct):
     """A stored clip: the Postgres row, as a struct."""
 
     id: str
-    channel_id: str
+    channel_id: str | None
     stream_start: float
     stream_end: float
     score: float
@@ -122,6 +125,8 @@ class ClipRecord(msgspec.Struct):
     duration: float
     created_at: str
     triggers: list[Signal] = []
+    vod_id: str | None = None
+    moment_seq: int | None = None  # VOD clips: the fused moment's seq, unique per job (idempotent commit)
 
     def notification(self, base_url: str = "") -> ClipNotification:
         return ClipNotification(
@@ -136,6 +141,7 @@ class ClipRecord(msgspec.Struct):
             thumbnail_url=f"{base_url}/api/clips/{self.id}/thumbnail",
             created_at=self.created_at,
             triggers=self.triggers,
+            vod_id=self.vod_id,
         )
 
 
@@ -150,3 +156,53 @@ def new_clip_id() -> str:
 def clip_stream_key(channel_id: str) -> str:
     """The Redis stream that carries a channel's clip notifications."""
     return f"livecut:clips:{channel_id}"
+
+
+def vod_stream_key(vod_id: str) -> str:
+    """The Redis stream that carries a VOD job's ``clip`` and ``vod`` notifications."""
+    return f"livecut:vod:{vod_id}"
+
+
+# -- VOD jobs ------------------------------------------------------------------------------
+
+VodStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+VOD_FINAL: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+
+class VodItem(msgspec.Struct, forbid_unknown_fields=True):
+    """One recording of ``POST /api/vods``: a URL or a finished upload, never both."""
+
+    url: str | None = None
+    upload_id: str | None = None
+    name: str | None = None
+    settings: dict = {}
+
+
+class VodBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /api/vods`` (1-100 items, all or none queued)."""
+
+    items: list[VodItem]
+
+
+class VodError(msgspec.Struct):
+    code: str  # "unreachable", "not_media", "unsupported", "internal", ...
+    message: str
+
+
+class VodJob(msgspec.Struct):
+    """A VOD job as the API and the ``vod`` Socket.IO event show it."""
+
+    id: str
+    name: str
+    status: VodStatus
+    progress: float  # 0..1: shards analysed and clips cut
+    duration: float | None  # seconds of the recording, once probed
+    clips: int
+    error: VodError | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    source: str  # the URL (credentials redacted) or "upload:<id>"
+    cut_mode: str | None = None  # "copy" (MP4 stream copy), "remux" (stream copy into MP4), "reencode"
+    settings: dict = {}
+    cpu: dict[str, float] | None = None  # when done: CPU seconds per stage (decode, asr, detectors, cut)

@@ -18,15 +18,15 @@ import psutil
 
 from detectors.chat import ChatActivityDetector
 from detectors.crowd import warm as warm_crowd_features
-from detectors.hud import HudDetector, load_profile
-from detectors.speech import load_whisper_model, resolve_device
+from detectors.hud import HudDetector
+from detectors.speech import load_whisper_model
 from records.store import Store
 from records.wire import ClipRecord, Health, MomentEvent, new_clip_id
 from stream_actor.clipper import cut_clip
 from stream_actor.chat import ChatFeed, TwitchChatClient, twitch_login_from_url
 from stream_actor.clock import StreamClock
 from stream_actor.decode import AudioDecoder, KeyframeSampler
-from stream_actor.detection import DetectorPipeline
+from stream_actor.detection import DetectorPipeline, hud_detector
 from stream_actor.ring_buffer import RingBuffer
 from stream_actor.settings import channel_settings
 from stream_actor.sources import source_for
@@ -119,16 +119,7 @@ class StreamActor:
         self._tasks = [asyncio.create_task(self._clip_loop()), asyncio.create_task(self._health_loop())]
 
     def _hud_detector(self) -> HudDetector:
-        """The channel's game profile with its models (OCR and YOLO on the actor's GPU, if any)."""
-        from detectors import hud_models
-
-        profile = load_profile(self.settings.hud.profile)
-        gpu = resolve_device(self.settings.speech.device) == "cuda"
-        ocr = hud_models.load_ocr_reader(gpu=gpu, threads=1) if profile.ocr else None
-        yolo = None
-        if profile.yolo is not None:
-            yolo = hud_models.load_yolo_onnx(profile.yolo.weights, device="cuda" if gpu else "cpu", threads=1)
-        return HudDetector(profile, ocr_reader=ocr, yolo_session=yolo)
+        return hud_detector(self.settings)
 
     def _chat_feed(self, url: str | None) -> ChatFeed | None:
         """Twitch chat, read anonymously, as the "chat" and "emote" signals."""

@@ -25,7 +25,7 @@ import av
 
 from .ring_buffer import Segment, file_time
 
-__all__ = ["ClipCut", "ClipError", "NotBuffered", "UnsupportedCodec", "cut_clip", "write_jpeg"]
+__all__ = ["ClipCut", "ClipError", "NotBuffered", "UnsupportedCodec", "cut_clip", "cut_media", "transcode_media", "write_jpeg"]
 
 log = logging.getLogger(__name__)
 
@@ -116,41 +116,177 @@ def cut_clip(
     containers: list[av.container.InputContainer] = []
     try:
         templates, packets = _read(chosen, containers)
-        video = [p for p in packets if p.kind == "video"]
-        audio = [p for p in packets if p.kind == "audio"]
-        if "video" in templates:
-            if not video:
-                raise NotBuffered(f"no video packets in [{start:.2f}, {end:.2f}]")
-            video, clip_start, clip_end = _video_range(video, start, end, not chosen[-1].open)
-        else:
-            clip_start = max(start, min((p.pts for p in audio), default=start))
-            clip_end = end
-        audio = [p for p in audio if clip_start - 1e-3 <= p.pts < clip_end]
-        if audio and "video" not in templates:
-            clip_end = max(p.pts + p.duration for p in audio)
-        if not video and not audio:
-            raise NotBuffered(f"nothing buffered in [{start:.2f}, {end:.2f}]")
-
-        # Thumbnail first: muxing below rewrites the packets' timestamps.
-        frame, sar = None, None
-        if video:
-            if thumbnail_at is None:  # the keyframe nearest the middle: one decode
-                middle = (clip_start + clip_end) / 2
-                at = min((p.pts for p in video if p.key), key=lambda k: abs(k - middle))
-            else:
-                at = min(max(thumbnail_at, clip_start), clip_end)
-            sar = templates["video"].codec_context.sample_aspect_ratio
-            try:
-                frame = _decode_near(templates["video"], video, at)
-            except av.error.FFmpegError:
-                log.warning("thumbnail decode failed; writing a placeholder", exc_info=True)
-        _replace_write(thumbnail_out, lambda tmp: write_jpeg(frame, tmp, thumbnail_width, sar))
-        _replace_write(
-            video_out, lambda tmp: _mux_mp4(tmp, templates, video, audio, clip_start)
+        return _cut_packets(
+            templates, packets, start, end, video_out, thumbnail_out,
+            complete=not chosen[-1].open, thumbnail_at=thumbnail_at, thumbnail_width=thumbnail_width,
         )
     finally:
         for container in containers:
             container.close()
+
+
+def cut_media(
+    location: str,
+    start: float,
+    end: float,
+    video_out: Path,
+    thumbnail_out: Path,
+    *,
+    origin: float = 0.0,
+    options: dict[str, str] | None = None,
+    thumbnail_width: int = 320,
+) -> ClipCut:
+    """``cut_clip`` for a recording (a file, an HTTP(S) URL, an HLS playlist): seek to the
+    keyframe before ``start`` and stream-copy [start, end] (seconds of the recording, whose
+    first timestamp is ``origin``). Over HTTP, FFmpeg's seek is a Range request, so only the
+    clip's part of the file is read."""
+    if not end > start:
+        raise ValueError(f"empty clip range [{start}, {end}]")
+    video_out, thumbnail_out = Path(video_out), Path(thumbnail_out)
+    with av.open(location, options=options or {}) as container:
+        templates: dict[str, av.stream.Stream] = {}
+        streams = {}
+        for kind in ("video", "audio"):
+            found = [s for s in container.streams if s.type == kind]
+            if found:
+                streams[found[0].index] = kind
+                templates[kind] = found[0]
+        lookback = 12.0  # keyframes are rarely further apart; the seek lands on one before it
+        if start - lookback > 0:  # (some demuxers, HLS's, refuse a seek before the first timestamp)
+            container.seek(int((origin + start - lookback) * av.time_base), backward=True)
+        packets: list[_Pkt] = []
+        past_end = set()
+        for packet in container.demux(*[container.streams[i] for i in streams]):
+            kind = streams.get(packet.stream_index)
+            if kind is None or packet.size == 0 or packet.pts is None:
+                continue
+            tb = float(packet.time_base)
+            pts = packet.pts * tb - origin
+            dts = pts if packet.dts is None else packet.dts * tb - origin
+            if pts > end + 2.0:  # past the end (with room for reordered frames)
+                past_end.add(kind)
+                if len(past_end) == len(streams):
+                    break
+                continue
+            duration = packet.duration * tb if packet.duration else 0.0
+            packets.append(_Pkt(kind, pts, dts, packet.is_keyframe, duration, packet))
+        return _cut_packets(
+            templates, packets, start, end, video_out, thumbnail_out, complete=True, thumbnail_width=thumbnail_width
+        )
+
+
+def transcode_media(
+    location: str,
+    start: float,
+    end: float,
+    video_out: Path,
+    thumbnail_out: Path,
+    *,
+    origin: float = 0.0,
+    options: dict[str, str] | None = None,
+    thumbnail_width: int = 320,
+) -> ClipCut:
+    """The last resort for codecs MP4 cannot hold: decode [start, end] and encode H.264 + AAC
+    (libx264 ``veryfast``). Costs about a real-time second of CPU per clip second at 720p."""
+    if not end > start:
+        raise ValueError(f"empty clip range [{start}, {end}]")
+    video_out, thumbnail_out = Path(video_out), Path(thumbnail_out)
+    middle = (start + end) / 2
+    thumb: list = []
+
+    def write(tmp: Path) -> None:
+        with av.open(location, options=options or {}) as src, av.open(
+            str(tmp), "w", format="mp4", container_options={"movflags": "+faststart"}
+        ) as out:
+            vin = src.streams.video[0] if src.streams.video else None
+            ain = src.streams.audio[0] if src.streams.audio else None
+            vout = aout = resampler = None
+            video_n = audio_n = 0
+            if vin is not None:
+                rate = vin.average_rate or Fraction(30)
+                vout = out.add_stream("libx264", rate=rate, options={"preset": "veryfast"})
+                vout.width, vout.height = vin.codec_context.width // 2 * 2, vin.codec_context.height // 2 * 2
+                vout.pix_fmt = "yuv420p"
+            if ain is not None:
+                aout = out.add_stream("aac", rate=48000, layout="stereo")
+                resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
+            if start > 12.0:
+                src.seek(int((origin + start - 12.0) * av.time_base), backward=True)
+            for frame in src.decode(*[s for s in (vin, ain) if s is not None]):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * frame.time_base) - origin
+                if t < start:
+                    continue
+                if t >= end:
+                    if isinstance(frame, av.VideoFrame) or vin is None:
+                        break
+                    continue
+                if isinstance(frame, av.VideoFrame):
+                    if not thumb or abs(t - middle) < abs(thumb[0] - middle):
+                        thumb[:] = [t, frame]
+                    frame = frame.reformat(width=vout.width, height=vout.height, format="yuv420p")
+                    frame.pts, frame.time_base = video_n, 1 / Fraction(vout.average_rate)
+                    video_n += 1
+                    out.mux(vout.encode(frame))
+                else:
+                    frame.pts = None  # the resampler must not act on the source's timestamps
+                    for resampled in resampler.resample(frame):
+                        resampled.pts, resampled.time_base = audio_n, Fraction(1, 48000)
+                        audio_n += resampled.samples
+                        out.mux(aout.encode(resampled))
+            for stream in (vout, aout):
+                if stream is not None:
+                    out.mux(stream.encode(None))
+
+    _replace_write(video_out, write)
+    _replace_write(thumbnail_out, lambda tmp: write_jpeg(thumb[1] if thumb else None, tmp, thumbnail_width))
+    return ClipCut(start, end, end - start)
+
+
+def _cut_packets(
+    templates: dict,
+    packets: list[_Pkt],
+    start: float,
+    end: float,
+    video_out: Path,
+    thumbnail_out: Path,
+    *,
+    complete: bool,
+    thumbnail_at: float | None = None,
+    thumbnail_width: int = 320,
+) -> ClipCut:
+    """Cut [start, end] out of ``packets`` (stream time, decode order): MP4 and thumbnail."""
+    video = [p for p in packets if p.kind == "video"]
+    audio = [p for p in packets if p.kind == "audio"]
+    if "video" in templates:
+        if not video:
+            raise NotBuffered(f"no video packets in [{start:.2f}, {end:.2f}]")
+        video, clip_start, clip_end = _video_range(video, start, end, complete)
+    else:
+        clip_start = max(start, min((p.pts for p in audio), default=start))
+        clip_end = end
+    audio = [p for p in audio if clip_start - 1e-3 <= p.pts < clip_end]
+    if audio and "video" not in templates:
+        clip_end = max(p.pts + p.duration for p in audio)
+    if not video and not audio:
+        raise NotBuffered(f"nothing buffered in [{start:.2f}, {end:.2f}]")
+
+    # Thumbnail first: muxing below rewrites the packets' timestamps.
+    frame, sar = None, None
+    if video:
+        if thumbnail_at is None:  # the keyframe nearest the middle: one decode
+            middle = (clip_start + clip_end) / 2
+            at = min((p.pts for p in video if p.key), key=lambda k: abs(k - middle))
+        else:
+            at = min(max(thumbnail_at, clip_start), clip_end)
+        sar = templates["video"].codec_context.sample_aspect_ratio
+        try:
+            frame = _decode_near(templates["video"], video, at)
+        except av.error.FFmpegError:
+            log.warning("thumbnail decode failed; writing a placeholder", exc_info=True)
+    _replace_write(thumbnail_out, lambda tmp: write_jpeg(frame, tmp, thumbnail_width, sar))
+    _replace_write(video_out, lambda tmp: _mux_mp4(tmp, templates, video, audio, clip_start))
     return ClipCut(clip_start, clip_end, clip_end - clip_start)
 
 

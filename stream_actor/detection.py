@@ -25,14 +25,33 @@ from stream_actor.settings import ChannelSettings
 TRANSCRIPT_KEEP = 300.0  # seconds of words kept for clip transcripts
 
 
+def hud_detector(settings: ChannelSettings) -> HudDetector:
+    """The channel's game profile with its models (OCR and YOLO on the GPU, if one was given)."""
+    from detectors import hud_models
+    from detectors.hud import load_profile
+    from detectors.speech import resolve_device
+
+    profile = load_profile(settings.hud.profile)
+    gpu = resolve_device(settings.speech.device) == "cuda"
+    ocr = hud_models.load_ocr_reader(gpu=gpu, threads=1) if profile.ocr else None
+    yolo = None
+    if profile.yolo is not None:
+        yolo = hud_models.load_yolo_onnx(profile.yolo.weights, device="cuda" if gpu else "cpu", threads=1)
+    return HudDetector(profile, ocr_reader=ocr, yolo_session=yolo)
+
+
 class DetectorPipeline:
+    """Live: every detector plus fusion. ``*_signals`` are the detectors alone (no fusion, no
+    state beyond the detectors'), which is what a VOD shard runs: its signals are merged with
+    the other shards' and fused once (``vod``). ``whisper_model=None``: no streaming ASR."""
+
     def __init__(self, settings: ChannelSettings, whisper_model, hud: HudDetector | None = None):
         self.loudness = LoudnessDetector(settings.loudness)
         self.crowd = CrowdDetector(settings.crowd)
         self.sentiment = SentimentDetector(settings.sentiment)
         self.scene = SceneChangeDetector(settings.scene)
         self.hud = hud  # only with a game profile
-        self.transcriber = StreamingTranscriber(whisper_model, settings.speech)
+        self.transcriber = StreamingTranscriber(whisper_model, settings.speech) if whisper_model is not None else None
         self.keywords = KeywordSpotter(settings.keywords)
         self.fusion = Fusion(settings.fusion)
         self.words: deque[Word] = deque()
@@ -41,17 +60,31 @@ class DetectorPipeline:
         self.signal_counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def on_audio(self, t0: float, samples: np.ndarray) -> list[MomentEvent]:
+    def audio_signals(self, t0: float, samples: np.ndarray) -> list[Signal]:
         signals = self.loudness.push(t0, samples) + self.crowd.push(t0, samples)
         self.audio_through = t0 + len(samples) / 16000.0
-        return self._fuse(signals)
+        return signals
 
-    def on_frame(self, t: float, gray: np.ndarray, color: np.ndarray | None = None) -> list[MomentEvent]:
+    def frame_signals(self, t: float, gray: np.ndarray, color: np.ndarray | None = None) -> list[Signal]:
         signals = self.scene.push(t, gray)
         if self.hud is not None and color is not None:
             signals += self.hud.push(t, color)
         self.frames_through = t
-        return self._fuse(signals)
+        return signals
+
+    def word_signals(self, words: list[Word], until: float) -> list[Signal]:
+        """Transcript signals of final words (``until``: the stream time the transcript is final to)."""
+        # the sentiment detector also closes an utterance after a pause, with no new words
+        signals = self.sentiment.push(words, until=until)
+        if words:
+            signals += self.keywords.push(words)
+        return signals
+
+    def on_audio(self, t0: float, samples: np.ndarray) -> list[MomentEvent]:
+        return self._fuse(self.audio_signals(t0, samples))
+
+    def on_frame(self, t: float, gray: np.ndarray, color: np.ndarray | None = None) -> list[MomentEvent]:
+        return self._fuse(self.frame_signals(t, gray, color))
 
     def on_speech(self, t0: float, samples: np.ndarray, behind: float = 0.0) -> list[MomentEvent]:
         words = self.transcriber.push(t0, samples, behind=behind)
@@ -79,15 +112,12 @@ class DetectorPipeline:
             return transcript_between(list(self.words), start, end)
 
     def _add_words(self, words: list[Word]) -> list[MomentEvent]:
-        # the sentiment detector also closes an utterance after a pause, with no new words
-        signals = self.sentiment.push(words, until=self.transcriber.transcribed_until)
         if words:
             with self._lock:
                 self.words.extend(words)
                 while self.words and self.words[0].end < words[-1].end - TRANSCRIPT_KEEP:
                     self.words.popleft()
-            signals += self.keywords.push(words)
-        return self._fuse(signals)
+        return self._fuse(self.word_signals(words, self.transcriber.transcribed_until))
 
     def _fuse(self, signals: list[Signal]) -> list[MomentEvent]:
         if not signals:

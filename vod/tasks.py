@@ -1,0 +1,60 @@
+"""The Ray tasks of a VOD job: thin wrappers that run ``vod.shard`` on a worker.
+
+A worker process keeps its whisper model (and warmed librosa) between shards, so a job pays
+the model load once per worker, not once per shard. Ray retries a shard whose worker dies
+(``max_retries``); an exception raised by the shard's own code is not retried.
+"""
+from __future__ import annotations
+
+import msgspec
+import ray
+
+from stream_actor.settings import channel_settings
+from vod.plan import Shard, ShardResult
+
+SHARD_RETRIES = 3  # worker losses a shard survives
+_models: dict[tuple, object] = {}
+_warm = False
+
+
+def _whisper(opts):
+    from detectors.speech import load_whisper_model
+
+    key = (opts.model, opts.device, opts.compute_type, opts.cpu_threads)
+    if key not in _models:
+        _models[key] = load_whisper_model(opts)
+    return _models[key]
+
+
+def analyse(location: str, shard: Shard, settings: dict, origin: float) -> ShardResult:
+    """One shard on this worker (see ``vod.shard.analyse_shard``)."""
+    global _warm
+    from vod.shard import analyse_shard
+
+    channel = channel_settings(settings)
+    if not _warm:
+        from detectors.crowd import warm
+
+        warm()  # librosa compiles with numba on first use: once per worker
+        _warm = True
+    return analyse_shard(location, shard, channel, _whisper(channel.speech), origin=origin)
+
+
+_remote_analyse = ray.remote(analyse)
+
+
+def submit_shard(location: str, shard: Shard, settings: dict, origin: float, *, gpus: float = 0.0):
+    """Start one shard; returns its ObjectRef (awaitable)."""
+    return (
+        _remote_analyse
+        .options(num_cpus=1, num_gpus=gpus, max_retries=SHARD_RETRIES, name=f"vod-shard-{shard.index}")
+        .remote(location, shard, settings, origin)
+    )
+
+
+def result_builtins(result: ShardResult) -> dict:
+    return msgspec.to_builtins(result)
+
+
+def result_from_builtins(raw: dict) -> ShardResult:
+    return msgspec.convert(raw, ShardResult)
