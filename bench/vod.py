@@ -52,7 +52,10 @@ def _seconds(a: str, b: str) -> float:
 
 
 def run_vod(stack: LivecutProcess, path: Path) -> dict:
-    job = stack.api("POST", "/api/vods", json={"url": f"file://{path}", "name": path.name}).json()
+    response = stack.api("POST", "/api/vods", json={"url": f"file://{path}", "name": path.name})
+    if response.status_code != 201:
+        raise RuntimeError(f"submit refused: {response.status_code} {response.text}")
+    job = response.json()
     while job["status"] not in ("done", "failed", "cancelled"):
         time.sleep(1.0)
         job = stack.api("GET", f"/api/vods/{job['id']}").json()

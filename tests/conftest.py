@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -109,25 +110,33 @@ def espeak() -> str:
     return require_tool("espeak-ng")
 
 
-@pytest.fixture(scope="session")
-def livecut_stack(tmp_path_factory, pg_admin_dsn, redis_url):
-    """One real `livecut up` (Ray, gateway, RTMP ingest, supervisor) shared by the e2e tests,
-    on a fresh database. Private URLs are allowed so tests can serve media from loopback."""
+@contextmanager
+def stack_on_fresh_database(data_dir: Path, pg_admin_dsn: str, redis_url: str, *, extra_args: list[str], **kwargs):
+    """A real `livecut up` on a database of its own, stopped with Ctrl-C (asserted clean) and
+    its database dropped afterwards. ``stack.database_url`` and ``stack.db_name`` say where."""
     from bench.stack import LivecutProcess
 
     name = f"livecut_e2e_{secrets.token_hex(4)}"
     _admin(pg_admin_dsn, f"CREATE DATABASE {name}")
     stack = LivecutProcess(
-        tmp_path_factory.mktemp("stack") / "data",
-        database_url=_with_database(pg_admin_dsn, name),
-        redis_url=redis_url,
-        extra_args=["--allow-private-urls", "--heartbeat-timeout", "10", "--streams-per-node", "12"],
-    ).start()
-    stack.database_url = _with_database(pg_admin_dsn, name)
+        data_dir, database_url=_with_database(pg_admin_dsn, name), redis_url=redis_url, extra_args=extra_args, **kwargs
+    )
+    stack.database_url, stack.db_name = _with_database(pg_admin_dsn, name), name
     try:
-        yield stack
+        yield stack.start()
     finally:
         code = stack.stop()
         _admin(pg_admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     assert code == 0, f"livecut up exited with {code} on SIGINT:\n{stack.log_tail()}"
     assert not stack.leftovers, f"processes left after Ctrl-C: {stack.leftovers}"
+
+
+@pytest.fixture(scope="session")
+def livecut_stack(tmp_path_factory, pg_admin_dsn, redis_url):
+    """One real `livecut up` (Ray, gateway, RTMP ingest, supervisor) shared by the e2e tests,
+    on a fresh database. Private URLs are allowed so tests can serve media from loopback."""
+    with stack_on_fresh_database(
+        tmp_path_factory.mktemp("stack") / "data", pg_admin_dsn, redis_url,
+        extra_args=["--allow-private-urls", "--heartbeat-timeout", "10", "--streams-per-node", "12"],
+    ) as stack:
+        yield stack

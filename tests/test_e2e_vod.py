@@ -23,7 +23,7 @@ import pytest
 
 from bench.broadcast import make_broadcast
 from bench.stack import ClipSubscriber, LivecutProcess, free_port
-from conftest import _admin, _with_database
+from conftest import _admin, _with_database, stack_on_fresh_database
 from range_server import RangeServer
 
 pytestmark = pytest.mark.e2e
@@ -32,18 +32,7 @@ SHARD_SECONDS = 20.0  # 75 s → 4 shards, seams at 18.75, 37.5 and 56.25 s: nex
 NEAR = 3.0  # a clip's lead trigger is this close to its planted moment
 
 
-def _stack(data: Path, pg_admin_dsn: str, redis_url: str, db_name: str | None = None) -> LivecutProcess:
-    """A `livecut up` on a new database (or on ``db_name``'s, to restart one)."""
-    if db_name is None:
-        db_name = f"livecut_vod_{os.urandom(4).hex()}"
-        _admin(pg_admin_dsn, f"CREATE DATABASE {db_name}")
-    dsn = _with_database(pg_admin_dsn, db_name)
-    stack = LivecutProcess(
-        data, database_url=dsn, redis_url=redis_url,
-        extra_args=["--allow-private-urls", "--vod-shard-seconds", str(SHARD_SECONDS), "--max-vod-jobs", "3"],
-    )
-    stack.database_url, stack.db_name = dsn, db_name
-    return stack
+VOD_ARGS = ["--allow-private-urls", "--vod-shard-seconds", str(SHARD_SECONDS), "--max-vod-jobs", "3"]
 
 
 def _tus_upload(stack: LivecutProcess, path: Path, *, interrupt_at: float | None = None) -> str:
@@ -113,36 +102,35 @@ def media(tmp_path_factory, ffmpeg, espeak):
 @pytest.fixture(scope="module")
 def batch(media, tmp_path_factory, pg_admin_dsn, redis_url):
     """Submit the batch of five once; the tests below examine what came out."""
-    stack = _stack(tmp_path_factory.mktemp("vod-stack") / "data", pg_admin_dsn, redis_url).start()
-    server = media["server"]
-    try:
-        upload_id = _tus_upload(stack, media["work"] / "broadcast.mp4", interrupt_at=0.5)
-        junk_id = _tus_upload(stack, media["work"] / "notes.txt")
-        items = [
-            {"url": server.url("broadcast.mp4"), "name": "http"},
-            {"url": server.url("hls/index.m3u8"), "name": "hls"},
-            {"upload_id": upload_id, "name": "upload"},
-            {"url": f"http://127.0.0.1:{free_port()}/gone.mp4", "name": "unreachable"},
-            {"upload_id": junk_id, "name": "not media"},
-        ]
-        response = stack.api("POST", "/api/vods", json={"items": items})
-        assert response.status_code == 201, response.text
-        jobs = response.json()["items"]
-        assert [j["name"] for j in jobs] == [i["name"] for i in items]
-        assert all(j["status"] == "queued" for j in jobs)
-        subscriber = ClipSubscriber(stack.base_url, stack.api_key, vod_ids=[j["id"] for j in jobs])
-        final = _wait_jobs(stack, [j["id"] for j in jobs])
-        good = [j["id"] for j in jobs[:3]]
-        subscriber.wait_until(lambda s: sum(c["vod_id"] in good for c in s.clips) >= 3 * len(media["truth"].moments), 30)
-        subscriber.close()
-        clips = {j["id"]: _clips(stack, j["id"]) for j in jobs}
-    except BaseException:
-        print(stack.log_tail(200))
-        stack.stop()
-        raise
-    yield {"stack": stack, "jobs": jobs, "final": final, "clips": clips, "subscriber": subscriber, **media}
-    stack.stop()
-    _admin(pg_admin_dsn, f"DROP DATABASE IF EXISTS {stack.db_name} WITH (FORCE)")
+    with stack_on_fresh_database(tmp_path_factory.mktemp("vod-stack") / "data", pg_admin_dsn, redis_url,
+                                 extra_args=VOD_ARGS) as stack:
+        server = media["server"]
+        try:
+            upload_id = _tus_upload(stack, media["work"] / "broadcast.mp4", interrupt_at=0.5)
+            junk_id = _tus_upload(stack, media["work"] / "notes.txt")
+            items = [
+                {"url": server.url("broadcast.mp4"), "name": "http"},
+                {"url": server.url("hls/index.m3u8"), "name": "hls"},
+                {"upload_id": upload_id, "name": "upload"},
+                {"url": f"http://127.0.0.1:{free_port()}/gone.mp4", "name": "unreachable"},
+                {"upload_id": junk_id, "name": "not media"},
+            ]
+            response = stack.api("POST", "/api/vods", json={"items": items})
+            assert response.status_code == 201, response.text
+            jobs = response.json()["items"]
+            assert [j["name"] for j in jobs] == [i["name"] for i in items]
+            assert all(j["status"] == "queued" for j in jobs)
+            subscriber = ClipSubscriber(stack.base_url, stack.api_key, vod_ids=[j["id"] for j in jobs])
+            final = _wait_jobs(stack, [j["id"] for j in jobs])
+            good = [j["id"] for j in jobs[:3]]
+            moments = len(media["truth"].moments)
+            subscriber.wait_until(lambda s: sum(c["vod_id"] in good for c in s.clips) >= 3 * moments, 30)
+            subscriber.close()
+            clips = {j["id"]: _clips(stack, j["id"]) for j in jobs}
+        except BaseException:
+            print(stack.log_tail(200))
+            raise
+        yield {"stack": stack, "jobs": jobs, "final": final, "clips": clips, "subscriber": subscriber, **media}
 
 
 def test_good_recordings_give_one_clip_per_planted_moment(batch):
@@ -318,23 +306,28 @@ def test_a_sigkilled_shard_worker_costs_only_its_shard(batch, long_recording):
 def test_livecut_up_killed_mid_job_resumes_it_after_restart(media, long_recording, tmp_path, pg_admin_dsn, redis_url):
     import asyncio
 
-    stack = _stack(tmp_path / "data", pg_admin_dsn, redis_url).start()
+    db = f"livecut_vod_{os.urandom(4).hex()}"
+    _admin(pg_admin_dsn, f"CREATE DATABASE {db}")
+    dsn = _with_database(pg_admin_dsn, db)
+    stack = LivecutProcess(tmp_path / "data", database_url=dsn, redis_url=redis_url, extra_args=VOD_ARGS).start()
     try:
         job = stack.api("POST", "/api/vods", json={"url": media["server"].url("long.mp4"), "name": "restart"}).json()
-        _wait(lambda: asyncio.run(_shards_done(stack.database_url, job["id"])) >= 1, 120, "no shard finished")
+        _wait(lambda: asyncio.run(_shards_done(dsn, job["id"])) >= 1, 120, "no shard finished")
         os.killpg(stack.process.pid, signal.SIGKILL)  # a crash: no graceful stop
         stack.process.wait(10)
-        again = _stack(tmp_path / "data", pg_admin_dsn, redis_url, db_name=stack.db_name).start()
+        done_before = asyncio.run(_shards_done(dsn, job["id"]))
+        again = LivecutProcess(tmp_path / "data", database_url=dsn, redis_url=redis_url, extra_args=VOD_ARGS).start()
         try:
             final = _wait_jobs(again, [job["id"]])[job["id"]]
             assert final["status"] == "done", final
+            assert 1 <= done_before < 8  # it was mid-job, and the shards done before were kept
             _assert_each_moment_once(again, job["id"], _planted_long(media["truth"]))
         finally:
-            again.stop()
+            assert again.stop() == 0
     finally:
         if stack.process.poll() is None:
             stack.stop()
-        _admin(pg_admin_dsn, f"DROP DATABASE IF EXISTS {stack.db_name} WITH (FORCE)")
+        _admin(pg_admin_dsn, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
 def test_cancel_stops_the_tasks(batch, long_recording):

@@ -23,8 +23,7 @@ import httpx
 import pytest
 
 from bench.broadcast import Moment, make_broadcast
-from bench.stack import LivecutProcess
-from conftest import _admin, _with_database
+from conftest import stack_on_fresh_database
 
 pytestmark = pytest.mark.e2e
 
@@ -65,21 +64,11 @@ RECORDER = """
 @pytest.fixture(scope="module")
 def vod_stack(tmp_path_factory, pg_admin_dsn, redis_url):
     """A `livecut up` of its own, on a fresh database (no other test's jobs), with short shards."""
-    name = f"livecut_vodview_{secrets.token_hex(4)}"
-    _admin(pg_admin_dsn, f"CREATE DATABASE {name}")
-    stack = LivecutProcess(
-        tmp_path_factory.mktemp("vodview") / "data",
-        database_url=_with_database(pg_admin_dsn, name),
-        redis_url=redis_url,
-        api_key=f"key-{secrets.token_hex(8)}",
-        extra_args=["--allow-private-urls", "--vod-shard-seconds", "25"],
-    ).start()
-    try:
+    with stack_on_fresh_database(
+        tmp_path_factory.mktemp("vodview") / "data", pg_admin_dsn, redis_url,
+        api_key=f"key-{secrets.token_hex(8)}", extra_args=["--allow-private-urls", "--vod-shard-seconds", "25"],
+    ) as stack:
         yield stack
-    finally:
-        code = stack.stop()
-        _admin(pg_admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    assert code == 0, f"livecut up exited with {code} on SIGINT:\n{stack.log_tail()}"
 
 
 @pytest.fixture(scope="module")

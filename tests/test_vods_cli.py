@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 
 from bench.broadcast import make_broadcast
 from bench.stack import LivecutProcess
-from conftest import _admin, _with_database, free_port
+from conftest import free_port, stack_on_fresh_database
 
 pytestmark = pytest.mark.e2e
 
@@ -144,20 +143,11 @@ class CuttingProxy:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, pg_admin_dsn, redis_url, ffmpeg, espeak):
     """A `livecut up` of this module's own, on a fresh database, with 25 s VOD shards."""
-    name = f"livecut_vodcli_{secrets.token_hex(4)}"
-    _admin(pg_admin_dsn, f"CREATE DATABASE {name}")
-    process = LivecutProcess(
-        tmp_path_factory.mktemp("vodcli") / "data",
-        database_url=_with_database(pg_admin_dsn, name),
-        redis_url=redis_url,
+    with stack_on_fresh_database(
+        tmp_path_factory.mktemp("vodcli") / "data", pg_admin_dsn, redis_url,
         extra_args=["--allow-private-urls", "--vod-shard-seconds", "25"],
-    ).start()
-    try:
+    ) as process:
         yield process
-    finally:
-        code = process.stop()
-        _admin(pg_admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    assert code == 0, f"livecut up exited with {code} on SIGINT:\n{process.log_tail()}"
 
 
 @pytest.fixture(scope="module")

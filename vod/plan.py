@@ -67,7 +67,11 @@ def plan_shards(duration: float, shard_seconds: float, lead: float, tail: float 
 
 
 def owned(signals: list[Signal], shard: Shard) -> list[Signal]:
-    return [s for s in signals if shard.start <= s.t < shard.end or (shard.end == shard.read_to and s.t >= shard.end)]
+    """The signals that begin in the shard's own time. Times are compared to the millisecond:
+    two shards compute a seam's signal on the same hop grid, but their resamplers' phases
+    differ by microseconds."""
+    last = shard.end == shard.read_to
+    return [s for s in signals if shard.start <= round(s.t, 3) and (round(s.t, 3) < shard.end or last)]
 
 
 def frontier(shards: list[Shard], done: set[int]) -> float:

@@ -9,6 +9,7 @@ shards are merged, over the whole transcript (``vod.plan.merge``).
 """
 from __future__ import annotations
 
+import math
 import time
 
 import av
@@ -71,7 +72,8 @@ def analyse_shard(
                 decoded = audio.decode(packet, t)
                 started = clock.add("decode audio", started)
                 for t0, samples in decoded:
-                    if t0 + len(samples) / RATE <= shard.read_from:
+                    t0, samples = _on_grid(t0, samples, shard.read_from if not chunks else None)
+                    if not len(samples):
                         continue
                     signals += pipeline.audio_signals(t0, samples)
                     chunks.append((t0, samples))
@@ -96,6 +98,19 @@ def analyse_shard(
     media = shard.read_to - shard.read_from
     return ShardResult(signals=signals, words=words, cpu={k: round(v, 4) for k, v in clock.cpu.items()},
                        media_seconds=round(media, 3))
+
+
+def _on_grid(t0: float, samples: np.ndarray, begin: float | None) -> tuple[float, np.ndarray]:
+    """The shard's first audio starts on a whole second of stream time (at or after ``begin``),
+    so the detectors' hop grids (0.1 s, 0.25 s) are the same in every shard, and a signal at a
+    seam gets the same time from both shards: exactly one of them owns it."""
+    if begin is None:
+        return t0, samples
+    first = math.ceil(max(t0, begin) - 1e-6)
+    skip = int(round((first - t0) * RATE))
+    if skip >= len(samples):
+        return t0, samples[:0]
+    return first, samples[max(0, skip):]
 
 
 def _contiguous(chunks: list[tuple[float, np.ndarray]]) -> tuple[float, np.ndarray]:
