@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", default="10,30,60", help="recording lengths (default 10,30,60)")
     parser.add_argument("--baseline-minutes", type=float, default=None,
-                        help="run the baseline on the first N minutes of the longest recording (default: all of it)")
+                        help="run the baseline on the first N minutes of the longest recording (default: all of it; 0: no baseline)")
     parser.add_argument("--shard-seconds", type=float, default=180.0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/livecut-bench-vod"))
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -115,11 +115,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"VOD job, {m} min ...", file=sys.stderr, flush=True)
             results["vod"][str(m)] = run_vod(stack, paths[m])
     longest = paths[minutes[-1]]
-    baseline_seconds = args.baseline_minutes * 60 if args.baseline_minutes else None
-    print("baseline (live pipeline, one process) ...", file=sys.stderr, flush=True)
-    results["baseline"] = run_baseline(longest, baseline_seconds)
     vod_long = results["vod"][str(minutes[-1])]
-    results["ratio"] = round(vod_long["speed"] / results["baseline"]["speed"], 2)
+    if args.baseline_minutes != 0:
+        baseline_seconds = args.baseline_minutes * 60 if args.baseline_minutes else None
+        print("baseline (live pipeline, one process) ...", file=sys.stderr, flush=True)
+        results["baseline"] = run_baseline(longest, baseline_seconds)
+        results["ratio"] = round(vod_long["speed"] / results["baseline"]["speed"], 2)
 
     if args.json:
         print(json.dumps(results, indent=2))
@@ -129,16 +130,18 @@ def main(argv: list[str] | None = None) -> None:
     for m in minutes:
         r = results["vod"][str(m)]
         print(f"{m:>7} min {r['wall_seconds']:>7.1f}s {r['speed']:>11.1f}× {r['wall_seconds'] / m:>17.2f} s {r['clips']:>6}")
-    b = results["baseline"]
-    print(f"\nbaseline, live pipeline in one process over {b['media_seconds'] / 60:.0f} min: "
-          f"{b['wall_seconds']:.1f}s, {b['speed']:.1f}× real time")
-    print(f"VOD / baseline ({minutes[-1]} min): {results['ratio']:.1f}×")
+    b = results.get("baseline")
+    if b is not None:
+        print(f"\nbaseline, live pipeline in one process over {b['media_seconds'] / 60:.0f} min: "
+              f"{b['wall_seconds']:.1f}s, {b['speed']:.1f}× real time")
+        print(f"VOD / baseline ({minutes[-1]} min): {results['ratio']:.1f}×")
     cpu = vod_long["cpu"]
     total = sum(cpu.values())
     print(f"\nCPU split of the {minutes[-1]} min job ({total:.0f} CPU-s, {total / vod_long['media_seconds']:.3f} per media s):")
     for stage, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
         print(f"  {stage:>10}: {seconds:8.1f} s  {seconds / total:6.1%}")
-    print("baseline CPU split:", ", ".join(f"{k} {v:.0f} s" for k, v in b["cpu"].items()))
+    if b is not None:
+        print("baseline CPU split:", ", ".join(f"{k} {v:.0f} s" for k, v in b["cpu"].items()))
 
 
 if __name__ == "__main__":

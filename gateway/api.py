@@ -44,6 +44,24 @@ class ChannelControl(Protocol):
         ...
 
 
+def request_schema(type_: Any) -> dict:
+    """The JSON schema of a msgspec type with every ``$ref`` inlined: OpenAPI request bodies
+    cannot point into msgspec's ``$defs``."""
+    schema = msgspec.json.schema(type_)
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"$ref"}:
+                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return inline(schema)
+
+
 class MsgspecResponse(Response):
     media_type = "application/json"
 
@@ -236,7 +254,7 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": msgspec.json.schema(ChannelCreate)["$defs"]["ChannelCreate"]}},
+                "content": {"application/json": {"schema": request_schema(ChannelCreate)}},
             }
         },
     )

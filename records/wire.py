@@ -5,7 +5,7 @@ all speak these types, so a clip looks the same in Postgres, Redis and Socket.IO
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -172,16 +172,16 @@ VOD_FINAL: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 class VodItem(msgspec.Struct, forbid_unknown_fields=True):
     """One recording of ``POST /api/vods``: a URL or a finished upload, never both."""
 
-    url: str | None = None
-    upload_id: str | None = None
-    name: str | None = None
-    settings: dict = {}
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
+    upload_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    settings: dict = {}  # channel settings (stream_actor.settings), validated as for channels
 
 
 class VodBatch(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of ``POST /api/vods`` (1-100 items, all or none queued)."""
+    """Body of ``POST /api/vods``: all of it queued, or nothing."""
 
-    items: list[VodItem]
+    items: Annotated[list[VodItem], msgspec.Meta(min_length=1, max_length=100)]
 
 
 class VodError(msgspec.Struct):
