@@ -30,6 +30,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
+from records.backoff import Backoff
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_CHUNK = 8 * 1024 * 1024
@@ -349,6 +351,7 @@ def _upload(api: Api, path: Path, chunk_size: int, bars: Bars, label: str, sleep
                                   metadata={"filename": path.name, "filetype": mime}, retries=0)
         uploader.on_sent = lambda sent: show(min(size, uploader.offset + sent))
         failures, restarted, need_head = 0, False, False
+        backoff = Backoff(BACKOFF_FIRST, BACKOFF_MAX)
         while True:
             try:
                 if uploader.url is None:
@@ -364,6 +367,7 @@ def _upload(api: Api, path: Path, chunk_size: int, bars: Bars, label: str, sleep
                 uploader.upload_chunk()
                 if uploader.offset > before:
                     failures = 0
+                    backoff.reset()
                 show(uploader.offset)
             except TusCommunicationError as exc:
                 status = exc.status_code
@@ -380,7 +384,7 @@ def _upload(api: Api, path: Path, chunk_size: int, bars: Bars, label: str, sleep
                 if not _retryable(status) or failures >= UPLOAD_ATTEMPTS:
                     tries = "" if not _retryable(status) else f" after {failures} tries"
                     raise CliError(f"upload {label} failed{tries}: {reason}") from None
-                delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
+                delay = backoff.next()
                 bars.note(f"upload {label}: {reason}; resuming in {delay:.1f} s from the server's offset")
                 sleep(delay)
                 need_head = uploader.url is not None

@@ -26,6 +26,8 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import av
 
+from records.backoff import Backoff  # re-exported: the source plugins retry with it
+
 __all__ = [
     "Source",
     "SourceSession",
@@ -159,21 +161,6 @@ def interrupt_on(stop, interrupt: Callable[[], None], poll: float = 0.2) -> Call
 
     threading.Thread(target=watch, name="interrupt-on-stop", daemon=True).start()
     return done.set
-
-
-class Backoff:
-    """Exponential backoff, interruptible: ``wait(stop)`` returns False if stopped."""
-
-    def __init__(self, first: float = 1.0, cap: float = 30.0) -> None:
-        self.first, self.cap = first, cap
-        self.delay = first
-
-    def reset(self) -> None:
-        self.delay = self.first
-
-    def wait(self, stop: threading.Event) -> bool:
-        delay, self.delay = self.delay, min(self.delay * 2, self.cap)
-        return not stop.wait(delay)
 
 
 class AvSession:
