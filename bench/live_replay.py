@@ -19,10 +19,11 @@ from stream_actor.settings import channel_settings
 
 
 def latest_events(events: list[MomentEvent]) -> list[MomentEvent]:
-    """One event per moment (fusion re-emits a growing moment with the same ``seq``)."""
-    out: dict[int, MomentEvent] = {}
-    for e in events:
-        out[e.seq] = e
+    """One event per moment: fusion re-emits a growing moment with the same ``seq`` (keep
+    the latest); events without a seq (0) are each their own moment."""
+    out: dict[object, MomentEvent] = {}
+    for i, e in enumerate(events):
+        out[getattr(e, "seq", 0) or ("unique", i)] = e
     return sorted(out.values(), key=lambda e: e.t)
 
 

@@ -58,6 +58,7 @@ import av
 import msgspec
 
 from bench.genres import GENRES, ChatMessage, GenreTruth, load_chat, load_genre_truth, make_genre_broadcast, truth_path
+from bench.live_replay import latest_events
 from records.wire import MomentEvent, Signal
 
 BEFORE = 3.0  # s a detection may precede a moment's onset (fusion leads, onsets at hop grid)
@@ -203,15 +204,6 @@ def _hud_detector(channel) -> tuple[object | None, str]:
     if build is None:
         return None, "HUD not run: the stream actor builds no HUD detector in this tree"
     return build(SimpleNamespace(settings=channel)), ""
-
-
-def latest_events(events: list[MomentEvent]) -> list[MomentEvent]:
-    """One event per moment: fusion re-emits a growing moment with the same ``seq`` (keep
-    the latest); events without a seq (0) are each their own moment."""
-    out: dict[object, MomentEvent] = {}
-    for i, e in enumerate(events):
-        out[getattr(e, "seq", 0) or ("unique", i)] = e
-    return sorted(out.values(), key=lambda e: e.t)
 
 
 def _observe(pipeline, run: Run, cost: dict[str, float]) -> None:

@@ -216,28 +216,23 @@ class Store:
                     )
                     return clip_record(existing)
                 stored = msgspec.structs.replace(clip, created_at=iso(row["created_at"]))
-                payload = msgspec.to_builtins(stored.notification(base_url))
                 if clip.vod_id is not None:
                     await conn.execute("UPDATE vod_jobs SET clips = clips + 1 WHERE id = $1", clip.vod_id)
-                    await conn.execute(
-                        "INSERT INTO outbox (stream, kind, payload) VALUES ($1, 'clip', $2)",
-                        vod_stream_key(clip.vod_id), payload,
-                    )
-                    await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, clip.vod_id)
-                    return stored
-                if event_id is not None:  # the moment was recorded as pending when detected
-                    await conn.execute("UPDATE events SET kind = 'moment', clip_id = $2 WHERE id = $1", event_id, clip.id)
+                    stream = vod_stream_key(clip.vod_id)
                 else:
-                    await conn.execute(
-                        """INSERT INTO events (channel_id, kind, stream_time, score, signals, clip_id)
-                           VALUES ($1, 'moment', $2, $3, $4, $5)""",
-                        clip.channel_id, event.t, event.score, event.signals, clip.id,
-                    )
-                await conn.execute(
-                    "INSERT INTO outbox (channel_id, stream, kind, payload) VALUES ($1, $2, 'clip', $3)",
-                    clip.channel_id, clip_stream_key(clip.channel_id), payload,
-                )
-                await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, clip.channel_id)
+                    stream = clip_stream_key(clip.channel_id)
+                    if event_id is not None:  # the moment was recorded as pending when detected
+                        await conn.execute(
+                            "UPDATE events SET kind = 'moment', clip_id = $2 WHERE id = $1", event_id, clip.id
+                        )
+                    else:
+                        await conn.execute(
+                            """INSERT INTO events (channel_id, kind, stream_time, score, signals, clip_id)
+                               VALUES ($1, 'moment', $2, $3, $4, $5)""",
+                            clip.channel_id, event.t, event.score, event.signals, clip.id,
+                        )
+                payload = msgspec.to_builtins(stored.notification(base_url))
+                await enqueue_notification(conn, stream, "clip", payload, channel_id=clip.channel_id)
         return stored
 
     async def get_clip(self, clip_id: str) -> ClipRecord | None:
@@ -255,18 +250,13 @@ class Store:
         limit: int = 50,
     ) -> list[ClipRecord]:
         """Newest first; ``before`` is the cursor (a clip id) from the previous page."""
-        clauses, args = [], []
-        for sql, value in (
+        where, args = where_clause(
             ("channel_id = ${}", channel_id),
             ("vod_id = ${}", vod_id),
             ("created_at >= ${}", since),
             ("created_at < ${}", until),
             ("id < ${}", before),
-        ):
-            if value is not None:
-                args.append(value)
-                clauses.append(sql.format(len(args)))
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        )
         args.append(limit)
         rows = await self.pool.fetch(f"SELECT * FROM clips {where} ORDER BY id DESC LIMIT ${len(args)}", *args)
         return [clip_record(r) for r in rows]
@@ -304,6 +294,29 @@ class Store:
 
     async def mark_delivered(self, ids: list[int]) -> None:
         await self.pool.execute("UPDATE outbox SET delivered_at = now() WHERE id = ANY($1::bigint[])", ids)
+
+
+def where_clause(*conditions: tuple[str, Any]) -> tuple[str, list]:
+    """``WHERE`` over the conditions whose value is not None (each SQL with one ``${}``
+    placeholder), and their arguments."""
+    clauses, args = [], []
+    for sql, value in conditions:
+        if value is not None:
+            args.append(value)
+            clauses.append(sql.format(len(args)))
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+async def enqueue_notification(
+    conn: asyncpg.Connection, stream: str, kind: str, payload: dict, *, channel_id: str | None = None
+) -> None:
+    """Queue a notification for the Redis ``stream`` in the caller's transaction (the outbox)
+    and wake the relay."""
+    await conn.execute(
+        "INSERT INTO outbox (channel_id, stream, kind, payload) VALUES ($1, $2, $3, $4)",
+        channel_id, stream, kind, payload,
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, stream)
 
 
 def clip_record(row: asyncpg.Record) -> ClipRecord:

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from records.store import OUTBOX_CHANNEL, iso
+from records.store import enqueue_notification, iso, where_clause
 from records.wire import VodError, VodJob, vod_stream_key
 from stream_actor.sources.redact import redact_url
 
@@ -74,12 +74,7 @@ class VodStore:
 
     async def list(self, *, status: str | None = None, before: int | None = None, limit: int = 50) -> list[dict]:
         """Newest first; ``before`` is the ``seq`` cursor of the previous page."""
-        clauses, args = [], []
-        for sql, value in (("status = ${}", status), ("seq < ${}", before)):
-            if value is not None:
-                args.append(value)
-                clauses.append(sql.format(len(args)))
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, args = where_clause(("status = ${}", status), ("seq < ${}", before))
         args.append(limit)
         rows = await self.pool.fetch(f"SELECT * FROM vod_jobs {where} ORDER BY seq DESC LIMIT ${len(args)}", *args)
         return [dict(r) for r in rows]
@@ -158,11 +153,7 @@ class VodStore:
         return {r["moment_seq"] for r in rows}
 
     async def _notify(self, conn: asyncpg.Connection, row: dict) -> None:
-        payload = msgspec.to_builtins(vod_view(row))
-        await conn.execute(
-            "INSERT INTO outbox (stream, kind, payload) VALUES ($1, 'vod', $2)", vod_stream_key(row["id"]), payload
-        )
-        await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, row["id"])
+        await enqueue_notification(conn, vod_stream_key(row["id"]), "vod", msgspec.to_builtins(vod_view(row)))
 
 
 def _now():

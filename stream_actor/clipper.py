@@ -25,12 +25,15 @@ import av
 
 from .ring_buffer import Segment, file_time
 
-__all__ = ["ClipCut", "ClipError", "NotBuffered", "UnsupportedCodec", "cut_clip", "cut_media", "transcode_media", "write_jpeg"]
+__all__ = ["ClipCut", "ClipError", "NotBuffered", "UnsupportedCodec", "cut_clip", "cut_media", "seek_before", "transcode_media", "write_jpeg"]
 
 log = logging.getLogger(__name__)
 
 #: How far (seconds) the requested range may reach past what is buffered.
 SLACK = 0.5
+#: How far before a recording's clip to seek: keyframes are rarely further apart, and the
+#: seek lands on the one before.
+LOOKBACK = 12.0
 _TB = Fraction(1, 90000)
 
 
@@ -144,16 +147,8 @@ def cut_media(
         raise ValueError(f"empty clip range [{start}, {end}]")
     video_out, thumbnail_out = Path(video_out), Path(thumbnail_out)
     with av.open(location, options=options or {}) as container:
-        templates: dict[str, av.stream.Stream] = {}
-        streams = {}
-        for kind in ("video", "audio"):
-            found = [s for s in container.streams if s.type == kind]
-            if found:
-                streams[found[0].index] = kind
-                templates[kind] = found[0]
-        lookback = 12.0  # keyframes are rarely further apart; the seek lands on one before it
-        if start - lookback > 0:  # (some demuxers, HLS's, refuse a seek before the first timestamp)
-            container.seek(int((origin + start - lookback) * av.time_base), backward=True)
+        streams, templates = _first_streams(container)
+        seek_before(container, start - LOOKBACK, origin)
         packets: list[_Pkt] = []
         past_end = set()
         for packet in container.demux(*[container.streams[i] for i in streams]):
@@ -210,8 +205,7 @@ def transcode_media(
             if ain is not None:
                 aout = out.add_stream("aac", rate=48000, layout="stereo")
                 resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
-            if start > 12.0:
-                src.seek(int((origin + start - 12.0) * av.time_base), backward=True)
+            seek_before(src, start - LOOKBACK, origin)
             for frame in src.decode(*[s for s in (vin, ain) if s is not None]):
                 if frame.pts is None:
                     continue
@@ -290,6 +284,26 @@ def _cut_packets(
     return ClipCut(clip_start, clip_end, clip_end - clip_start)
 
 
+def _first_streams(container) -> tuple[dict[int, str], dict[str, av.stream.Stream]]:
+    """The first video and audio stream: {index: kind} and {kind: stream}."""
+    streams: dict[int, str] = {}
+    templates: dict[str, av.stream.Stream] = {}
+    for kind in ("video", "audio"):
+        found = [s for s in container.streams if s.type == kind]
+        if found:
+            streams[found[0].index] = kind
+            templates[kind] = found[0]
+    return streams, templates
+
+
+def seek_before(container, t: float, origin: float = 0.0) -> None:
+    """Seek a recording to the keyframe at or before ``t`` (seconds from its first timestamp,
+    ``origin``). At or before its start there is nothing to seek: some demuxers (HLS's) refuse
+    a seek before the first timestamp."""
+    if t > 0:
+        container.seek(int((origin + t) * av.time_base), backward=True)
+
+
 def _read(chosen: list[Segment], containers: list) -> tuple[dict, list[_Pkt]]:
     """All packets of the chosen segments, in file order, with stream times."""
     templates: dict[str, av.stream.Stream] = {}
@@ -304,12 +318,9 @@ def _read(chosen: list[Segment], containers: list) -> tuple[dict, list[_Pkt]]:
                 continue
             raise ClipError(f"cannot read segment {seg.path}: {e}") from e
         containers.append(container)
-        streams = {}
-        for kind in ("video", "audio"):
-            found = [s for s in container.streams if s.type == kind]
-            if found:
-                streams[found[0].index] = kind
-                templates.setdefault(kind, found[0])
+        streams, found = _first_streams(container)
+        for kind, stream in found.items():
+            templates.setdefault(kind, stream)
         try:
             for packet in container.demux():
                 kind = streams.get(packet.stream_index)

@@ -25,6 +25,7 @@ from pathlib import Path
 import msgspec
 import ray
 
+from detectors.speech import transcript_between
 from records.store import Store
 from records.vod_store import VodStore
 from records.wire import ClipRecord, MomentEvent, VodError, new_clip_id
@@ -257,7 +258,7 @@ class Job:
             stream_end=round(clip.end, 3),
             score=round(moment.score, 3),
             signals={k: round(v, 3) for k, v in moment.signals.items()},
-            transcript=plan.transcript(words, clip.start, clip.end),
+            transcript=transcript_between(words, clip.start, clip.end),
             video_path=str(video),
             thumbnail_path=str(thumb),
             duration=round(clip.duration, 3),

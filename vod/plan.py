@@ -22,7 +22,6 @@ import msgspec
 
 from detectors.boundaries import snap_clip
 from detectors.fusion import Fusion
-from detectors.speech import transcript_between
 from records.wire import MomentEvent, Signal, Word
 from stream_actor.settings import ChannelSettings
 
@@ -127,6 +126,3 @@ def clip_range(moment: MomentEvent, words: list[Word], settings: ChannelSettings
     start, end = snap_clip(first - settings.clip.pre_roll, last + settings.clip.post_roll, words)
     return max(0.0, start), min(duration, end)
 
-
-def transcript(words: list[Word], start: float, end: float) -> str:
-    return transcript_between(words, start, end)

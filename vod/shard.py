@@ -15,6 +15,7 @@ import time
 import av
 import numpy as np
 
+from stream_actor.clipper import seek_before
 from stream_actor.decode import AudioDecoder, KeyframeSampler
 from stream_actor.detection import DetectorPipeline, hud_detector
 from stream_actor.settings import ChannelSettings
@@ -53,8 +54,7 @@ def analyse_shard(
         audio_stream = container.streams.audio[0] if container.streams.audio else None
         audio = AudioDecoder(audio_stream) if audio_stream is not None else None
         video = KeyframeSampler(video_stream, color_size=color_size) if video_stream is not None else None
-        if shard.read_from > 0:
-            container.seek(int((origin + shard.read_from) * av.time_base), backward=True)
+        seek_before(container, shard.read_from, origin)
         wanted = [s for s in (video_stream, audio_stream) if s is not None]
         done: set[str] = set()
         for packet in container.demux(*wanted):
