@@ -13,7 +13,7 @@ the commit latency (a word's end → the stream time at which it was committed, 
 audio had been pushed when ``push`` returned it), CPU seconds per stream second and whisper
 calls per minute, plus any words emitted during the silence and the music.
 
-    .venv/bin/python -m bench.asr_quality [--step 2.5] [--model DIR] [--repeat 2] [--set KEY=VALUE]
+    .venv/bin/python -m bench.asr_quality [--step 2.5] [--model NAME --models-dir DIR] [--repeat 2] [--set KEY=VALUE]
 """
 from __future__ import annotations
 
@@ -232,10 +232,12 @@ def streaming(transcriber, audio: np.ndarray, chunk: float = 0.1, behind=None) -
 
 
 def main(argv: list[str] | None = None) -> None:
+    from detectors.assets import AssetDirs
     from detectors.speech import SpeechOptions, StreamingTranscriber, load_whisper_model
 
     p = argparse.ArgumentParser(prog="python -m bench.asr_quality", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="", help="local CTranslate2 Whisper model dir (default: bundled tiny.en)")
+    p.add_argument("--model", default="", help="a model's name (speech.model): bundled tiny.en, or a folder in --models-dir")
+    p.add_argument("--models-dir", default="", help="the folder of named CTranslate2 Whisper models (livecut up --models-dir)")
     p.add_argument("--step", type=float, default=None, help="override SpeechOptions.step")
     p.add_argument("--repeat", type=int, default=1, help="repeat the speech parts (longer broadcast)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     opts = msgspec.convert(overrides, SpeechOptions)
     work = Path(tempfile.mkdtemp(prefix="livecut-asr-"))
     audio, script = make_speech_broadcast(work, repeat=a.repeat)
-    model = load_whisper_model(opts)
+    model = load_whisper_model(opts, AssetDirs(models_dir=a.models_dir))
     duration = script.duration
 
     rows = []

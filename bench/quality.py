@@ -203,7 +203,7 @@ def _hud_detector(channel) -> tuple[object | None, str]:
     build = getattr(StreamActor, "_hud_detector", None)
     if build is None:
         return None, "HUD not run: the stream actor builds no HUD detector in this tree"
-    return build(SimpleNamespace(settings=channel)), ""
+    return build(SimpleNamespace(settings=channel, config=SimpleNamespace(asset_dirs=None))), ""
 
 
 def _observe(pipeline, run: Run, cost: dict[str, float]) -> None:

@@ -35,6 +35,9 @@ class LivecutProcess:
         self.rtmp_port = free_port()
         self.env = {**os.environ, "LIVECUT_API_KEY": api_key, "PYTHONUNBUFFERED": "1"}
         self.env.pop("RAY_ADDRESS", None)
+        # tests and benches poll the API far past a user's budget: rate limits have their own test
+        for name in ("LIVECUT_RATE_LIMIT", "LIVECUT_MEDIA_RATE_LIMIT", "LIVECUT_CONNECT_RATE_LIMIT"):
+            self.env.setdefault(name, "1000000")
         for name, value in (("DATABASE_URL", database_url), ("REDIS_URL", redis_url)):
             if value:
                 self.env[name] = value

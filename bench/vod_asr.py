@@ -15,7 +15,7 @@ For each it prints the words emitted, the WER against the script, words emitted 
 silence or the music, and the speed: audio seconds per CPU second and per wall second (and
 CPU seconds per audio second), with ratios against the live baseline.
 
-    .venv/bin/python -m bench.vod_asr [--json] [--repeat N] [--model DIR]
+    .venv/bin/python -m bench.vod_asr [--json] [--repeat N] [--model NAME --models-dir DIR]
 """
 from __future__ import annotations
 
@@ -101,13 +101,15 @@ def _timed(fn):
 
 
 def main(argv: list[str] | None = None) -> None:
+    from detectors.assets import AssetDirs
     from detectors.speech import SpeechOptions, StreamingTranscriber, load_whisper_model
     from detectors.transcribe import transcribe_recording
 
     p = argparse.ArgumentParser(prog="python -m bench.vod_asr", description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--repeat", type=int, default=1, help="say every sentence this many times (longer audio)")
-    p.add_argument("--model", default="", help="local CTranslate2 Whisper model dir (default: bundled tiny.en)")
+    p.add_argument("--model", default="", help="a model's name (speech.model): bundled tiny.en, or a folder in --models-dir")
+    p.add_argument("--models-dir", default="", help="the folder of named CTranslate2 Whisper models (livecut up --models-dir)")
     a = p.parse_args(argv)
 
     opts = SpeechOptions(model=a.model, cpu_threads=1)
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     audio, said, quiet = make_recording(bench_items(a.repeat), work)
     script = " ".join(text for _, _, text in said)
     duration = len(audio) / RATE
-    model = load_whisper_model(opts)
+    model = load_whisper_model(opts, AssetDirs(models_dir=a.models_dir))
     from faster_whisper.vad import get_vad_model
 
     get_vad_model()  # loaded once per process, not timed

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -68,29 +69,32 @@ class ChatMessage(msgspec.Struct, frozen=True):
     emotes: int = 0
 
 
+EmoteWords = Annotated[tuple[Annotated[str, msgspec.Meta(min_length=1, max_length=100)], ...], msgspec.Meta(max_length=2000)]
+
+
 class ChatOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Tuning for :class:`ChatActivityDetector`; defaults suit a live Twitch chat."""
 
-    bin_seconds: float = 1.0  # counting grid; also the time resolution of t
-    window_seconds: float = 4.0  # the rate that is compared: messages over this window
-    baseline_seconds: float = 180.0  # how much recent chat defines "normal"
-    warmup_seconds: float = 30.0  # this much baseline before anything fires
-    trigger_sigmas: float = 5.0  # robust deviations above the median (of sqrt counts)
-    min_ratio: float = 2.0  # ...and at least this many times the median rate
-    min_rate: float = 1.5  # ...and at least this many msg/s (a near-silent chat waking up)
-    min_users: int = 5  # distinct chatters in the window (one spammer is not a burst)
-    per_user_cap: int = 2  # messages one chatter counts for per window (and per bin)
-    release_fraction: float = 0.5  # a burst is over once below baseline + this * (trigger - baseline)...
-    release_seconds: float = 5.0  # ...for this long (so a wobbling burst fires once)
-    onset_fraction: float = 0.5  # the burst's t is the first bin of the run at this level
-    max_burst_seconds: float = 60.0  # a longer burst starts to become the new normal
-    max_gap_seconds: float = 10.0  # longer without news: not a quiet chat; restart the window
-    reaction_delay: float = 2.5  # seconds from the moment on stream to the chat's reaction
-    emote_words: tuple[str, ...] = DEFAULT_EMOTE_WORDS  # emotes recognised in the text
-    emote_min_messages: int = 8  # messages in the window for its emote share to count
-    emote_min_share: float = 0.5  # share of messages with an emote for an emote burst...
-    emote_min_jump: float = 0.3  # ...at least this far above the baseline share
-    emote_trigger_sigmas: float = 5.0  # ...and this many binomial deviations above it
+    bin_seconds: Annotated[float, msgspec.Meta(ge=0.1, le=10.0)] = 1.0  # counting grid; also the time resolution of t
+    window_seconds: Annotated[float, msgspec.Meta(ge=0.1, le=120.0)] = 4.0  # the rate that is compared: messages over this window
+    baseline_seconds: Annotated[float, msgspec.Meta(ge=1.0, le=3600.0)] = 180.0  # how much recent chat defines "normal"
+    warmup_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 30.0  # this much baseline before anything fires
+    trigger_sigmas: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] = 5.0  # robust deviations above the median (of sqrt counts)
+    min_ratio: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] = 2.0  # ...and at least this many times the median rate
+    min_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1000.0)] = 1.5  # ...and at least this many msg/s (a near-silent chat waking up)
+    min_users: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 5  # distinct chatters in the window (one spammer is not a burst)
+    per_user_cap: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 2  # messages one chatter counts for per window (and per bin)
+    release_fraction: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5  # a burst is over once below baseline + this * (trigger - baseline)...
+    release_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=600.0)] = 5.0  # ...for this long (so a wobbling burst fires once)
+    onset_fraction: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5  # the burst's t is the first bin of the run at this level
+    max_burst_seconds: Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)] = 60.0  # a longer burst starts to become the new normal
+    max_gap_seconds: Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)] = 10.0  # longer without news: not a quiet chat; restart the window
+    reaction_delay: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 2.5  # seconds from the moment on stream to the chat's reaction
+    emote_words: EmoteWords = DEFAULT_EMOTE_WORDS  # emotes recognised in the text
+    emote_min_messages: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 8  # messages in the window for its emote share to count
+    emote_min_share: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5  # share of messages with an emote for an emote burst...
+    emote_min_jump: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.3  # ...at least this far above the baseline share
+    emote_trigger_sigmas: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] = 5.0  # ...and this many binomial deviations above it
 
 
 class _Bin(msgspec.Struct):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -45,31 +46,31 @@ _BAND = (300.0, 3400.0)  # where voices (and crowds) are; flatness is measured h
 class CrowdOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Tuning for :class:`CrowdDetector`; defaults suit speech-led streams."""
 
-    hop: float = 0.25  # seconds between decisions; also the time resolution of t
-    baseline_seconds: float = 30.0  # how much recent history defines the usual level
-    baseline_percentile: float = 90.0  # a high percentile: loud speech counts as usual
-    warmup_seconds: float = 5.0  # non-silent audio needed before anything fires
-    silence_db: float = -50.0  # frames quieter than this (dBFS) are silence: no features
-    floor_db: float = -35.0  # the baseline never goes below this (dBFS)
+    hop: Annotated[float, msgspec.Meta(ge=0.05, le=1.0)] = 0.25  # seconds between decisions; also the time resolution of t
+    baseline_seconds: Annotated[float, msgspec.Meta(ge=1.0, le=600.0)] = 30.0  # how much recent history defines the usual level
+    baseline_percentile: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] = 90.0  # a high percentile: loud speech counts as usual
+    warmup_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=600.0)] = 5.0  # non-silent audio needed before anything fires
+    silence_db: Annotated[float, msgspec.Meta(ge=-120.0, le=0.0)] = -50.0  # frames quieter than this (dBFS) are silence: no features
+    floor_db: Annotated[float, msgspec.Meta(ge=-120.0, le=0.0)] = -35.0  # the baseline never goes below this (dBFS)
     # crowd
-    crowd_db: float = 3.0  # a crowd hop is at least this much above the baseline...
-    clear_crowd_db: float = 6.0  # ...and this much above is a clear crowd: value 1.0
-    min_flatness: float = 0.1  # median in-band spectral flatness of a noise-like hop
-    min_bandwidth: float = 700.0  # Hz, median spectral bandwidth: not a hum, bass or thump
-    min_crowd_seconds: float = 1.0  # crowd hops in a row before it counts
+    crowd_db: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 3.0  # a crowd hop is at least this much above the baseline...
+    clear_crowd_db: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 6.0  # ...and this much above is a clear crowd: value 1.0
+    min_flatness: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.1  # median in-band spectral flatness of a noise-like hop
+    min_bandwidth: Annotated[float, msgspec.Meta(ge=0.0, le=8000.0)] = 700.0  # Hz, median spectral bandwidth: not a hum, bass or thump
+    min_crowd_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 1.0  # crowd hops in a row before it counts
     # laughter
-    laugh_window: float = 1.25  # seconds of envelope whose periodicity is measured
-    min_rate: float = 3.0  # Hz: the slowest and...
-    max_rate: float = 6.0  # ...fastest burst rate of a laugh
-    min_periodicity: float = 0.62  # autocorrelation of the detrended dB envelope at that lag
-    clear_periodicity: float = 0.75  # ...this much is a clear laugh: value 1.0
-    min_onset_periodicity: float = 0.3  # autocorrelation of the onset strength at that lag
-    min_depth_db: float = 12.0  # level swing between bursts and gaps (90th - 10th percentile)
-    max_voiced_flatness: float = 0.1  # the loud frames are harmonic (voiced), not noise-like
-    laugh_below_db: float = 12.0  # a laugh may be this much quieter than the baseline
-    min_laugh_seconds: float = 0.5  # periodic windows in a row before it counts
-    release_seconds: float = 1.0  # a crowd or laugh is over after this long without it
-    max_crowd_seconds: float = 10.0  # a longer crowd starts to become the usual level
+    laugh_window: Annotated[float, msgspec.Meta(ge=0.25, le=5.0)] = 1.25  # seconds of envelope whose periodicity is measured
+    min_rate: Annotated[float, msgspec.Meta(gt=0.0, le=20.0)] = 3.0  # Hz: the slowest and...
+    max_rate: Annotated[float, msgspec.Meta(gt=0.0, le=20.0)] = 6.0  # ...fastest burst rate of a laugh
+    min_periodicity: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] = 0.62  # autocorrelation of the detrended dB envelope at that lag
+    clear_periodicity: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] = 0.75  # ...this much is a clear laugh: value 1.0
+    min_onset_periodicity: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] = 0.3  # autocorrelation of the onset strength at that lag
+    min_depth_db: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 12.0  # level swing between bursts and gaps (90th - 10th percentile)
+    max_voiced_flatness: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.1  # the loud frames are harmonic (voiced), not noise-like
+    laugh_below_db: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 12.0  # a laugh may be this much quieter than the baseline
+    min_laugh_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 0.5  # periodic windows in a row before it counts
+    release_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 1.0  # a crowd or laugh is over after this long without it
+    max_crowd_seconds: Annotated[float, msgspec.Meta(gt=0.0, le=600.0)] = 10.0  # a longer crowd starts to become the usual level
 
 
 _warmed = False

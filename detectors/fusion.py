@@ -16,6 +16,7 @@ arrives), so they are kept for a while and re-scored as they arrive, in any orde
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import msgspec
 
@@ -42,17 +43,21 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 
 
+SignalName = Annotated[str, msgspec.Meta(max_length=64)]
+Weights = Annotated[dict[SignalName, Annotated[float, msgspec.Meta(ge=0.0, le=10.0)]], msgspec.Meta(max_length=64)]
+
+
 class FusionOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """How signals add up to a moment (score = sum over names of weight * min(value, cap))."""
 
-    weights: dict[str, float] = msgspec.field(default_factory=_default_weights)  # per signal name; others count 0
-    cap: float = 2.0  # one very strong signal counts at most this much (before its weight)
-    threshold: float = 1.0  # score at which a moment is emitted
-    window: float = 5.0  # seconds: signals this close together add up (ASR word times vs onsets)
-    cluster_gap: float = 4.0  # seconds: a signal this close to a moment's span joins it
-    max_span: float = 20.0  # seconds: a moment's span never grows longer than this
-    cooldown: float = 15.0  # seconds each side of a moment's span in which no other can start
-    horizon: float = 60.0  # seconds of stream time a signal waits for late partners, then dropped
+    weights: Weights = msgspec.field(default_factory=_default_weights)  # per signal name; others count 0
+    cap: Annotated[float, msgspec.Meta(gt=0.0, le=100.0)] = 2.0  # one very strong signal counts at most this much (before its weight)
+    threshold: Annotated[float, msgspec.Meta(gt=0.0, le=1000.0)] = 1.0  # score at which a moment is emitted
+    window: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 5.0  # seconds: signals this close together add up (ASR word times vs onsets)
+    cluster_gap: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 4.0  # seconds: a signal this close to a moment's span joins it
+    max_span: Annotated[float, msgspec.Meta(gt=0.0, le=300.0)] = 20.0  # seconds: a moment's span never grows longer than this
+    cooldown: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 15.0  # seconds each side of a moment's span in which no other can start
+    horizon: Annotated[float, msgspec.Meta(gt=0.0, le=600.0)] = 60.0  # seconds of stream time a signal waits for late partners, then dropped
 
 
 @dataclass

@@ -26,7 +26,8 @@ Fields (unknown fields are an error):
   shrunk to the frame instead (never enlarging either: no blur, cost set by the profile).
 * ``regions``: ``{name: [x, y, w, h]}``, fractions (0..1) of the frame width/height.
 * ``templates``: ``{region, file, event, threshold=0.8, weight=1.0}``. ``file`` is a PNG
-  relative to the profile file; its alpha channel, if any, masks the match (only opaque
+  (at most 2 MiB, at most the profile's frame size) relative to the profile file, inside its
+  folder; its alpha channel, if any, masks the match (only opaque
   pixels count, so an icon over moving gameplay matches). OpenCV ``TM_CCOEFF_NORMED`` on
   gray; fires when the best score in the region reaches ``threshold`` (-1..1). Runs on
   every frame (cheap: about a millisecond).
@@ -38,7 +39,8 @@ Fields (unknown fields are an error):
   text detector. ``ocr_detect`` (default true): false skips that detector and reads each
   region as a single line of text, about 6x cheaper, for tight one-line regions.
 * ``yolo`` (optional): ``{weights, classes, region="", iou=0.45}``. ``weights``: an ONNX
-  export of a YOLO model by ultralytics, relative to the profile file; ``region``: "" for
+  export of a YOLO model by ultralytics (at most 256 MiB), relative to the profile file and
+  inside its folder; ``region``: "" for
   the whole frame; ``classes``: ``{class name or id: {event, weight=1.0, min_confidence=0.5}}``.
 * ``cooldown`` (seconds, default 5) and ``cooldowns`` (``{event: seconds}``): an event fires
   again only once it has been off screen that long (or, for new text while on, that long
@@ -50,6 +52,11 @@ Fields (unknown fields are an error):
   fraction of 255), and the region changed when the mean over its most-changed
   ``change_area`` of cells exceeds ``change_threshold`` (``change_area`` 1 is the plain mean
   over the region). The first frame is always processed.
+
+Channels name a profile (``hud.profile: "example_shooter"``): :func:`load_profile` looks the
+name up in the operator's ``--profiles-dir`` and then in ``detectors/profiles`` (see
+:mod:`detectors.assets`: names only, files inside the profile's folder, size caps, no reads
+that can block). :func:`load_profile_file` loads a file by path, for the operator's tools.
 
 Events are edge-triggered: a rule fires when it starts matching (for OCR: when the matched
 text changes, so "2 KILLS" then "3 KILLS" are two events) and not again while it keeps
@@ -71,15 +78,32 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import msgspec
 import numpy as np
 
+from detectors.assets import (
+    BUNDLED_PROFILES,
+    PROFILE_MAX_BYTES,
+    TEMPLATE_MAX_BYTES,
+    WEIGHTS_MAX_BYTES,
+    AssetDirs,
+    AssetError,
+    asset_path,
+    check_file,
+    profile_file,
+    read_file,
+)
+from detectors.assets import bundled_profiles as bundled_profiles
 from records.wire import Signal
 
-PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+PROFILES_DIR = BUNDLED_PROFILES
+MAX_FRAME_WIDTH, MAX_FRAME_HEIGHT = 3840, 2160  # 4K: what a profile (and its templates) may be made at
+MAX_RULES = 64  # regions, templates, OCR rules, YOLO classes: each at most this many
+Weight = Annotated[float, msgspec.Meta(ge=-10.0, le=10.0)]
+Text = Annotated[str, msgspec.Meta(max_length=200)]
 
 
 class ProfileError(ValueError):
@@ -87,32 +111,32 @@ class ProfileError(ValueError):
 
 
 class TemplateRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    region: str
-    file: str  # PNG, relative to the profile file (load_profile makes it absolute)
-    event: str
+    region: Text
+    file: Text  # PNG, relative to the profile file (load_profile makes it absolute)
+    event: Text
     threshold: float = 0.8  # TM_CCOEFF_NORMED score, -1..1
-    weight: float = 1.0
+    weight: Weight = 1.0
 
 
 class OcrRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    region: str
-    pattern: str  # regex, case-insensitive
-    event: str
-    weight: float = 1.0
+    region: Text
+    pattern: Annotated[str, msgspec.Meta(max_length=500)]  # regex, case-insensitive
+    event: Text
+    weight: Weight = 1.0
     min_confidence: float = 0.0  # easyocr confidence below which a piece of text is ignored
 
 
 class YoloClass(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    event: str
-    weight: float = 1.0
+    event: Text
+    weight: Weight = 1.0
     min_confidence: float = 0.5
 
 
 class YoloConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    weights: str  # .onnx, relative to the profile file (load_profile makes it absolute)
-    classes: dict[str, YoloClass]  # class name (from the model's metadata) or id
-    region: str = ""  # "" = the whole frame
-    iou: float = 0.45  # NMS overlap
+    weights: Text  # .onnx, relative to the profile file (load_profile makes it absolute)
+    classes: Annotated[dict[str, YoloClass], msgspec.Meta(max_length=MAX_RULES)]  # class name (model metadata) or id
+    region: Text = ""  # "" = the whole frame
+    iou: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.45  # NMS overlap
 
 
 def _check(ok: bool, message: str) -> None:
@@ -123,21 +147,22 @@ def _check(ok: bool, message: str) -> None:
 class GameProfile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Where to look and what counts as an event; see the module docstring."""
 
-    name: str
-    frame_width: int
-    frame_height: int
-    regions: dict[str, tuple[float, float, float, float]]  # x, y, w, h: fractions of the frame
-    templates: list[TemplateRule] = []
-    ocr: list[OcrRule] = []
+    name: Text
+    frame_width: Annotated[int, msgspec.Meta(le=MAX_FRAME_WIDTH)]
+    frame_height: Annotated[int, msgspec.Meta(le=MAX_FRAME_HEIGHT)]
+    # x, y, w, h: fractions of the frame
+    regions: Annotated[dict[str, tuple[float, float, float, float]], msgspec.Meta(max_length=MAX_RULES)]
+    templates: Annotated[list[TemplateRule], msgspec.Meta(max_length=MAX_RULES)] = []
+    ocr: Annotated[list[OcrRule], msgspec.Meta(max_length=MAX_RULES)] = []
     yolo: YoloConfig | None = None
-    cooldown: float = 5.0  # seconds an event must be off screen before it fires again
-    cooldowns: dict[str, float] = {}  # per event, overriding ``cooldown``
+    cooldown: Annotated[float, msgspec.Meta(le=3600.0)] = 5.0  # seconds an event must be off screen before it fires again
+    cooldowns: Annotated[dict[str, float], msgspec.Meta(max_length=MAX_RULES)] = {}  # per event, overriding ``cooldown``
     ocr_scale: float = 1.0  # OCR reads regions shrunk to this times their size at frame_width x frame_height
     ocr_detect: bool = True  # False: read each OCR region as one line (no text detector: ~6x cheaper)
     change_threshold: float = 0.06  # region-change gate for OCR and YOLO (|diff| / 255, see below)
     change_area: float = 0.25  # ...averaged over this most-changed fraction of the region
-    gate_size: int = 32  # cells across that the gate shrinks a region to
-    description: str = ""
+    gate_size: Annotated[int, msgspec.Meta(le=256)] = 32  # cells across that the gate shrinks a region to
+    description: Annotated[str, msgspec.Meta(max_length=4000)] = ""
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "name must not be empty")
@@ -181,55 +206,75 @@ class GameProfile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return x0, y0, max(x0 + 1, min(x1, width)), max(y0 + 1, min(y1, height))
 
 
-def bundled_profiles() -> list[str]:
-    """Names of the profiles shipped in ``detectors/profiles`` (usable with :func:`load_profile`)."""
-    return sorted(p.parent.name for p in PROFILES_DIR.glob("*/profile.*"))
-
-
-def load_profile(path: str | Path) -> GameProfile:
-    """Read and validate a profile: a ``.json`` or ``.toml`` file, or a bundled profile's name.
-
-    Template and weight paths come back absolute (resolved against the profile's folder) and
-    must exist. Every problem raises :class:`ProfileError` naming the file.
-    """
-    p = Path(path)
-    if not p.suffix and not p.exists():
-        matches = sorted((PROFILES_DIR / str(path)).glob("profile.*"))
-        if not matches:
-            raise ProfileError(f"no profile file {str(path)!r} and no bundled profile of that name ({bundled_profiles()})")
-        p = matches[0]
+def load_profile(name: str, dirs: AssetDirs | None = None) -> GameProfile:
+    """The game profile called ``name`` (as a channel's ``hud.profile`` names it): from the
+    operator's ``dirs.profiles_dir``, else bundled. Template and weight paths come back
+    absolute and checked (inside the profile's folder, regular files, size caps). Every
+    problem raises :class:`ProfileError` naming the profile, never a path on this host."""
     try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise ProfileError(f"{p}: cannot read the profile: {e}") from None
+        path = profile_file(name, dirs or AssetDirs())
+    except AssetError as e:
+        raise ProfileError(str(e)) from None
+    return _load(path, f"game profile {name!r}")
+
+
+def load_profile_file(path: str | Path) -> GameProfile:
+    """A profile file by path (``.json``, or ``.toml`` by its suffix), for the operator's own
+    tools and tests: the same checks as :func:`load_profile`, relative to the file's folder."""
+    p = Path(path).resolve()
+    return _load(p, str(path))
+
+
+def _load(path: Path, label: str) -> GameProfile:
     try:
-        if p.suffix.lower() == ".toml":
+        raw = read_file(path, PROFILE_MAX_BYTES, label)
+        if path.suffix.lower() == ".toml":
             profile = msgspec.toml.decode(raw, type=GameProfile)
         else:
             profile = msgspec.json.decode(raw, type=GameProfile)
+    except AssetError as e:
+        raise ProfileError(str(e)) from None
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise ProfileError(f"{p}: {e}") from None
-    root = p.resolve().parent
-    templates = []
-    for rule in profile.templates:
-        f = (root / rule.file).resolve()
-        if not f.is_file():
-            raise ProfileError(f"{p}: template file {rule.file!r} not found (looked for {f})")
-        templates.append(msgspec.structs.replace(rule, file=str(f)))
-    yolo = profile.yolo
-    if yolo is not None:
-        w = (root / yolo.weights).resolve()
-        if not w.is_file():
-            raise ProfileError(f"{p}: yolo weights {yolo.weights!r} not found (looked for {w})")
-        yolo = msgspec.structs.replace(yolo, weights=str(w))
+        raise ProfileError(f"{label}: {e}") from None
+    root = path.parent
+    try:
+        templates = []
+        for rule in profile.templates:
+            f = asset_path(root, rule.file, f"{label}: template file {rule.file!r}")
+            check_file(f, TEMPLATE_MAX_BYTES, f"{label}: template file {rule.file!r}")
+            templates.append(msgspec.structs.replace(rule, file=str(f)))
+        yolo = profile.yolo
+        if yolo is not None:
+            w = asset_path(root, yolo.weights, f"{label}: yolo weights {yolo.weights!r}")
+            check_file(w, WEIGHTS_MAX_BYTES, f"{label}: yolo weights {yolo.weights!r}")
+            yolo = msgspec.structs.replace(yolo, weights=str(w))
+    except AssetError as e:
+        raise ProfileError(str(e)) from None
     return msgspec.structs.replace(profile, templates=templates, yolo=yolo)
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's header, before anything is decoded."""
+    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 class _Template:
     def __init__(self, rule: TemplateRule, profile: GameProfile) -> None:
-        image = cv2.imread(rule.file, cv2.IMREAD_UNCHANGED)
+        name = Path(rule.file).name
+        try:
+            data = read_file(Path(rule.file), TEMPLATE_MAX_BYTES, f"template {name!r}")
+        except AssetError as e:
+            raise ProfileError(str(e)) from None
+        size = _png_size(data)
+        if size is None:
+            raise ProfileError(f"template {name!r} is not a PNG")
+        if size[0] > profile.frame_width or size[1] > profile.frame_height:  # no decompression bombs
+            raise ProfileError(f"template {name!r} ({size[0]}x{size[1]}) is bigger than the profile's frame")
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if image is None:
-            raise ProfileError(f"cannot read template {rule.file!r} (a PNG, relative to the profile file)")
+            raise ProfileError(f"cannot decode template {name!r} (a PNG, relative to the profile file)")
         mask = None
         if image.ndim == 3 and image.shape[2] == 4:
             alpha = image[..., 3]
@@ -487,4 +532,5 @@ __all__ = [
     "YoloConfig",
     "bundled_profiles",
     "load_profile",
+    "load_profile_file",
 ]

@@ -28,6 +28,7 @@ import importlib.util
 import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -329,8 +330,12 @@ def load_yolo_onnx(path: str, device: str = "auto", threads: int = 1) -> YoloOnn
     CUDA provider is installed, else CPU with ``threads`` intra-op threads."""
     import onnxruntime as ort
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"YOLO weights not found: {path} (export them with ultralytics to .onnx)")
+    from detectors.assets import WEIGHTS_MAX_BYTES, AssetError, read_file
+
+    try:  # read here, capped and never blocking: onnxruntime gets the bytes, not the path
+        model = read_file(Path(path), WEIGHTS_MAX_BYTES, f"YOLO weights {Path(path).name!r}")
+    except AssetError as e:
+        raise FileNotFoundError(f"{e} (export them with ultralytics to .onnx)") from None
     providers = ["CPUExecutionProvider"]
     if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
@@ -338,7 +343,7 @@ def load_yolo_onnx(path: str, device: str = "auto", threads: int = 1) -> YoloOnn
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    return YoloOnnx(ort.InferenceSession(path, sess_options=opts, providers=providers))
+    return YoloOnnx(ort.InferenceSession(model, sess_options=opts, providers=providers))
 
 
 def as_yolo(obj: Any) -> Callable[..., list[Detection]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from typing import Annotated
 
 import msgspec
 
@@ -47,12 +48,19 @@ DEFAULT_PHRASES: dict[str, float] = {
 }
 
 
+#: phrase -> weight; bounded, so a channel cannot make every transcript word a long search
+Phrases = Annotated[
+    dict[Annotated[str, msgspec.Meta(min_length=1, max_length=100)], Annotated[float, msgspec.Meta(ge=0.0, le=10.0)]],
+    msgspec.Meta(max_length=1000),
+]
+
+
 class KeywordOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Phrases to spot, each with the ``value`` its Signal gets (fusion weighs it further)."""
 
-    phrases: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_PHRASES))  # phrase → weight
-    extra_phrases: dict[str, float] = {}  # laid over ``phrases``: add, reweigh, or 0 = off
-    max_extra_words: int = 1  # a phrase may be split by ASR into this many more words
+    phrases: Phrases = msgspec.field(default_factory=lambda: dict(DEFAULT_PHRASES))  # phrase → weight
+    extra_phrases: Phrases = {}  # laid over ``phrases``: add, reweigh, or 0 = off
+    max_extra_words: Annotated[int, msgspec.Meta(ge=0, le=10)] = 1  # a phrase may be split by ASR into this many more words
 
     def effective_phrases(self) -> dict[str, float]:
         """The table in use: ``phrases`` with ``extra_phrases`` laid over it (by compact form)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -24,21 +25,21 @@ RATE = 16000
 class LoudnessOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Tuning for :class:`LoudnessDetector`; defaults suit normal speech-led streams."""
 
-    window: float = 0.4  # seconds of audio per level measurement (short-term loudness)
-    hop: float = 0.1  # seconds between measurements; also the time resolution of t
-    baseline_seconds: float = 30.0  # how much recent history defines "normal"
-    baseline_percentile: float = 90.0  # a high percentile: loud speech peaks count as normal
-    trigger_db: float = 8.0  # excess over baseline that is a clear burst (value 1.0)
-    release_db: float = 4.0  # a burst is over once the excess drops below this...
-    release_seconds: float = 1.0  # ...for this long (so a wobbling roar fires once)
-    min_loud_seconds: float = 0.2  # this much of the window must itself be loud: no clicks
-    onset_db: float = 4.0  # the burst's t is the first hop this far above the baseline
-    warmup_seconds: float = 5.0  # seconds of non-silent audio needed before anything fires
-    silence_db: float = -45.0  # windows quieter than this (dBFS) are silence or room tone:
+    window: Annotated[float, msgspec.Meta(ge=0.05, le=5.0)] = 0.4  # seconds of audio per level measurement (short-term loudness)
+    hop: Annotated[float, msgspec.Meta(ge=0.01, le=1.0)] = 0.1  # seconds between measurements; also the time resolution of t
+    baseline_seconds: Annotated[float, msgspec.Meta(ge=1.0, le=600.0)] = 30.0  # how much recent history defines "normal"
+    baseline_percentile: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] = 90.0  # a high percentile: loud speech peaks count as normal
+    trigger_db: Annotated[float, msgspec.Meta(gt=0.0, le=60.0)] = 8.0  # excess over baseline that is a clear burst (value 1.0)
+    release_db: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 4.0  # a burst is over once the excess drops below this...
+    release_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 1.0  # ...for this long (so a wobbling roar fires once)
+    min_loud_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=5.0)] = 0.2  # this much of the window must itself be loud: no clicks
+    onset_db: Annotated[float, msgspec.Meta(ge=0.0, le=60.0)] = 4.0  # the burst's t is the first hop this far above the baseline
+    warmup_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=600.0)] = 5.0  # seconds of non-silent audio needed before anything fires
+    silence_db: Annotated[float, msgspec.Meta(ge=-120.0, le=0.0)] = -45.0  # windows quieter than this (dBFS) are silence or room tone:
     #                            not history, and not counted as warm-up
-    floor_db: float = -35.0  # the baseline never goes below this (dBFS): speech after a
+    floor_db: Annotated[float, msgspec.Meta(ge=-120.0, le=0.0)] = -35.0  # the baseline never goes below this (dBFS): speech after a
     #                          long silence, or a whisper-quiet stream, is not a burst
-    max_burst_seconds: float = 10.0  # a longer loud stretch starts to become the new normal
+    max_burst_seconds: Annotated[float, msgspec.Meta(gt=0.0, le=600.0)] = 10.0  # a longer loud stretch starts to become the new normal
 
 
 class LoudnessDetector:

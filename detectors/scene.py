@@ -10,6 +10,7 @@ them; the histogram term is what keeps that from looking like a cut.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -20,12 +21,12 @@ from records.wire import Signal
 class SceneOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Tuning for :class:`SceneChangeDetector` (frames: small grayscale uint8, e.g. 64x36)."""
 
-    bins: int = 32  # histogram bins over 0..255: coarse, so noise and grain do not count
-    hist_trigger: float = 0.35  # histogram distance (0..1, half the L1) of a clear cut
-    pixel_trigger: float = 0.15  # mean |difference| / 255 of a clear cut
-    min_value: float = 1.0  # fire at this combined value (1.0 = both at their trigger)
-    rate_window: float = 8.0  # seconds: cuts this close together are a burst (replays, montages)
-    rate_cuts: int = 3  # cuts within rate_window that make a "scene_rate" signal (value 1.0)
+    bins: Annotated[int, msgspec.Meta(ge=2, le=256)] = 32  # histogram bins over 0..255: coarse, so noise and grain do not count
+    hist_trigger: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.35  # histogram distance (0..1, half the L1) of a clear cut
+    pixel_trigger: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.15  # mean |difference| / 255 of a clear cut
+    min_value: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 1.0  # fire at this combined value (1.0 = both at their trigger)
+    rate_window: Annotated[float, msgspec.Meta(gt=0.0, le=600.0)] = 8.0  # seconds: cuts this close together are a burst (replays, montages)
+    rate_cuts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3  # cuts within rate_window that make a "scene_rate" signal (value 1.0)
 
 
 class SceneChangeDetector:

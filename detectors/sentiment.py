@@ -27,6 +27,7 @@ Words may arrive in any batches; utterances are cut only by the words themselves
 from __future__ import annotations
 
 from collections import deque
+from typing import Annotated
 
 import msgspec
 
@@ -38,16 +39,16 @@ _SENTENCE_END = (".", "!", "?", "…")
 class SentimentOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Tuning for :class:`SentimentDetector`; defaults stay quiet on calm broadcast talk."""
 
-    pause: float = 0.7  # seconds between words that end an utterance
-    min_words: int = 4  # sentence punctuation ends an utterance only once it has this many words
-    max_words: int = 12  # longer runs are cut here (whisper sometimes writes no punctuation)
-    min_compound: float = 0.6  # |VADER compound| of a strongly emotional utterance...
-    max_neutral: float = 0.6  # ...whose neutral share (VADER "neu") is at most this...
-    min_shift: float = 0.4  # ...and which is this far from the baseline, on the same side
-    clear_shift: float = 0.75  # a shift this big is a clear burst: value 1.0
-    baseline_utterances: int = 10  # the baseline is the mean of this many recent utterances...
-    baseline_seconds: float = 60.0  # ...that started at most this long before; none: 0 (neutral)
-    release_seconds: float = 10.0  # a same-sign burst starting this soon after one is its tail
+    pause: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.7  # seconds between words that end an utterance
+    min_words: Annotated[int, msgspec.Meta(ge=1, le=100)] = 4  # sentence punctuation ends an utterance only once it has this many words
+    max_words: Annotated[int, msgspec.Meta(ge=1, le=200)] = 12  # longer runs are cut here (whisper sometimes writes no punctuation)
+    min_compound: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.6  # |VADER compound| of a strongly emotional utterance...
+    max_neutral: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.6  # ...whose neutral share (VADER "neu") is at most this...
+    min_shift: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.4  # ...and which is this far from the baseline, on the same side
+    clear_shift: Annotated[float, msgspec.Meta(gt=0.0, le=2.0)] = 0.75  # a shift this big is a clear burst: value 1.0
+    baseline_utterances: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10  # the baseline is the mean of this many recent utterances...
+    baseline_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 60.0  # ...that started at most this long before; none: 0 (neutral)
+    release_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=600.0)] = 10.0  # a same-sign burst starting this soon after one is its tail
 
 
 _ANALYZER = None

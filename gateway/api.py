@@ -4,22 +4,24 @@ The gateway relays; it does not compute. Every handler is a thin layer over ``St
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import ipaddress
 import logging
 import os
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import FileResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.auth import require_key, require_media_key
+from gateway.auth import require, require_media
 from gateway.errors import ApiError, error_body, invalid, not_found
+from gateway.openapi import channel_create_schema
+from records.clip_removal import remove_clips
 from records.settings import Settings
 from records.store import Store, channel_view, iso
+from records.url_policy import UnsafeUrl, UrlPolicy
 from records.wire import ChannelCreate
 from stream_actor.sources.redact import redact_url
 
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 MAX_NAME = 200
 MAX_URL = 2048
 MAX_BODY = 64 * 1024
-NETWORK_SCHEMES = {"http", "https", "hls", "rtmp", "rtmps", "rtsp"}
+SOURCE_URL_KINDS = ("http", "rtsp", "rtmp")  # the URL kinds a channel may pull (records.url_policy.SCHEMES)
 
 
 class StreamLimit(msgspec.Struct):
@@ -44,24 +46,6 @@ class ChannelControl(Protocol):
         ...
 
 
-def request_schema(type_: Any) -> dict:
-    """The JSON schema of a msgspec type with every ``$ref`` inlined: OpenAPI request bodies
-    cannot point into msgspec's ``$defs``."""
-    schema = msgspec.json.schema(type_)
-    defs = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            if set(node) == {"$ref"}:
-                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
-            return {k: inline(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [inline(v) for v in node]
-        return node
-
-    return inline(schema)
-
-
 class MsgspecResponse(Response):
     media_type = "application/json"
 
@@ -71,74 +55,45 @@ class MsgspecResponse(Response):
 
 # -- channel validation ------------------------------------------------------------------
 
-def _private_host(host: str) -> bool:
-    host = host.strip("[]").lower().rstrip(".")
-    if host in ("localhost", "") or host.endswith(".localhost"):
-        return True
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a name: the stream actor checks what it resolves to when it connects
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return not addr.is_global or addr.is_multicast
-
-
 def validate_source_url(url: str, allow_private: bool) -> None:
-    """Raise ``invalid_request`` unless ``url`` is one the stream actor may open."""
-    if not url.strip() or url != url.strip():
-        raise invalid("url must be a non-empty string without surrounding whitespace")
+    """Raise ``invalid_request`` unless ``url`` is one the stream actor may open, by the one
+    URL policy (``records.url_policy``): static checks, then its host resolved (blocking:
+    callers run this off the event loop). A name that does not resolve now is accepted:
+    the source checks it again when it connects."""
     if len(url) > MAX_URL:
         raise invalid(f"url is longer than {MAX_URL} characters")
-    if any(ord(c) < 0x20 or c == "\x7f" for c in url):
-        raise invalid("url contains control characters")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    local = scheme == "file" or (not scheme and not parts.netloc) or (len(scheme) == 1 and url[1:3] in (":\\", ":/"))
-    if local:
-        if not allow_private:
-            raise invalid("local files are only allowed when the server runs with --allow-private-urls")
-        return
-    if scheme not in NETWORK_SCHEMES:
-        raise invalid(f"url scheme must be one of {', '.join(sorted(NETWORK_SCHEMES))} (got {scheme or 'none'!r})")
-    if scheme == "hls":  # streamlink style: hls://https://host/x.m3u8 or hls://host/x.m3u8
-        inner = url[len(parts.scheme) + 3:]
-        inner_parts = urlsplit(inner if "://" in inner else "https://" + inner)
-        if inner_parts.scheme.lower() not in ("http", "https"):
-            raise invalid("an hls:// url must wrap an http or https url")
-        parts = inner_parts
     try:
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError as exc:
-        raise invalid(f"url is malformed: {exc}") from None
-    if not host:
-        raise invalid("url has no host")
-    if not allow_private and _private_host(host):
-        raise invalid(
-            f"url host {host!r} is a loopback or private address; "
-            "start the server with --allow-private-urls to allow it"
-        )
+        UrlPolicy(allow_private=allow_private).check_resolved(url, SOURCE_URL_KINDS)
+    except UnsafeUrl as exc:
+        raise invalid(f"url: {exc}") from None
+    except OSError:
+        pass
 
 
-def _validate_settings(raw: dict) -> dict:
+def _validate_settings(raw: dict, kind: str | None, url: str | None, settings: Settings) -> dict:
+    """The channel's settings, checked against its source plugin's options and the named
+    assets (``--profiles-dir``, ``--models-dir``). Reads files: runs off the event loop."""
     try:
+        from detectors.assets import AssetDirs
         from stream_actor.settings import validate_channel_settings
     except ModuleNotFoundError as exc:
-        if exc.name not in ("stream_actor", "stream_actor.settings"):
+        if exc.name not in ("stream_actor", "stream_actor.settings", "detectors", "detectors.assets"):
             raise
         # No validator in this installation: accept only the defaults rather than storing
         # settings nothing has checked.
         if raw:
             raise invalid("channel settings cannot be validated by this installation; omit them") from None
         return {}
+    dirs = AssetDirs(profiles_dir=settings.profiles_dir, models_dir=settings.models_dir)
     try:
-        return validate_channel_settings(raw)
+        return validate_channel_settings(raw, kind, url, dirs)
     except (msgspec.ValidationError, ValueError, TypeError) as exc:
         raise invalid(f"settings: {exc}") from None
 
 
 def parse_channel_create(body: bytes, settings: Settings) -> tuple[ChannelCreate, dict]:
+    """The new channel and its settings, or ``invalid_request``. Blocking (it may read a named
+    HUD profile): the route calls it in a worker thread."""
     if not body.strip():
         raise invalid("request body must be a JSON object")
     try:
@@ -152,6 +107,8 @@ def parse_channel_create(body: bytes, settings: Settings) -> tuple[ChannelCreate
         raise invalid("name must not be empty")
     if len(name) > MAX_NAME:
         raise invalid(f"name is longer than {MAX_NAME} characters")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+        raise invalid("name contains control characters")
     if create.source == "rtmp":
         if create.url is not None:
             raise invalid("url is not allowed for rtmp sources: they push to the ingest URL instead")
@@ -159,7 +116,7 @@ def parse_channel_create(body: bytes, settings: Settings) -> tuple[ChannelCreate
         if create.url is None:
             raise invalid("url is required for url sources")
         validate_source_url(create.url, settings.allow_private_urls)
-    channel_settings = _validate_settings(create.settings)
+    channel_settings = _validate_settings(create.settings, create.source, create.url, settings)
     return msgspec.structs.replace(create, name=name), channel_settings
 
 
@@ -230,8 +187,13 @@ def _event(row: dict) -> dict:
 
 def build_router(settings: Settings, store: Store, control: ChannelControl) -> APIRouter:
     router = APIRouter(prefix="/api")
-    auth = [Depends(require_key(settings.api_key))]
-    media_auth = [Depends(require_media_key(settings.api_key))]
+    read = [Depends(require("read"))]
+    ingest = [Depends(require("ingest"))]  # channels and their stream keys
+    media_auth = [Depends(require_media())]  # a signed URL, or a key with read scope
+
+    def shown_clip(request: Request, clip) -> dict:
+        """A clip's notification with its media URLs signed for this reader."""
+        return request.app.state.signer.sign_notification(msgspec.to_builtins(clip.notification()))
 
     async def poke() -> None:
         try:
@@ -239,9 +201,10 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         except Exception:  # the supervisor also reconciles periodically; the change is stored
             log.warning("channels_changed failed; the supervisor will catch up on its next pass", exc_info=True)
 
-    def view(row: dict, *, reveal_url: bool = False) -> dict:
-        """A channel as shown; URL credentials appear only in the creator's own response."""
-        shown = msgspec.to_builtins(channel_view(row, settings.rtmp_url))
+    def view(row: dict, *, reveal_url: bool = False, reveal_stream_key: bool = False) -> dict:
+        """A channel as shown; URL credentials appear only in the creator's own response, the
+        stream key only there and in a rotation's."""
+        shown = msgspec.to_builtins(channel_view(row, settings.rtmp_url, reveal_stream_key=reveal_stream_key))
         if shown["url"] and not reveal_url:
             shown["url"] = redact_url(shown["url"])
         return shown
@@ -249,12 +212,12 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
     @router.post(
         "/channels",
         status_code=201,
-        dependencies=auth,
+        dependencies=ingest,
         response_class=MsgspecResponse,
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": request_schema(ChannelCreate)}},
+                "content": {"application/json": {"schema": channel_create_schema()}},
             }
         },
     )
@@ -262,40 +225,55 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         body = await request.body()
         if len(body) > MAX_BODY:
             raise invalid(f"request body is larger than {MAX_BODY} bytes")
-        create, channel_settings = parse_channel_create(body, settings)
+        create, channel_settings = await asyncio.to_thread(parse_channel_create, body, settings)
         limit = await control.stream_limit()
         row = await store.create_channel_within(create, channel_settings, limit.limit if limit else None)
         if row is None:  # refused before any actor exists: nothing half-started
             raise ApiError(409, "limit_exceeded", f"stream limit reached: {limit.limit} active channels ({limit.why})")
         await poke()
-        return MsgspecResponse(view(row, reveal_url=True), status_code=201)
+        return MsgspecResponse(view(row, reveal_url=True, reveal_stream_key=True), status_code=201)
 
-    @router.get("/channels", dependencies=auth, response_class=MsgspecResponse)
+    @router.get("/channels", dependencies=read, response_class=MsgspecResponse)
     async def list_channels() -> Response:
         return MsgspecResponse({"items": [view(r) for r in await store.list_channels()]})
 
-    @router.get("/channels/{channel_id}", dependencies=auth, response_class=MsgspecResponse)
+    @router.get("/channels/{channel_id}", dependencies=read, response_class=MsgspecResponse)
     async def get_channel(channel_id: str) -> Response:
         row = await store.get_channel(channel_id)
         if row is None:
             raise not_found(f"no channel {channel_id!r}")
         return MsgspecResponse(view(row))
 
-    @router.delete("/channels/{channel_id}", status_code=204, dependencies=auth)
+    @router.delete("/channels/{channel_id}", status_code=204, dependencies=ingest)
     async def delete_channel(channel_id: str) -> Response:
         if not await store.delete_channel(channel_id):
             raise not_found(f"no channel {channel_id!r}")
         await poke()
         return Response(status_code=204)
 
-    @router.get("/channels/{channel_id}/events", dependencies=auth, response_class=MsgspecResponse)
+    @router.post("/channels/{channel_id}/stream-key/rotate", dependencies=ingest, response_class=MsgspecResponse)
+    async def rotate_stream_key(channel_id: str) -> Response:
+        """A new stream key for an RTMP/WHIP channel; the old one stops opening new publishes
+        at once (a publish already running goes on until it ends)."""
+        row = await store.get_channel(channel_id)
+        if row is None:
+            raise not_found(f"no channel {channel_id!r}")
+        if row["source"] != "rtmp":
+            raise ApiError(409, "conflict", f"channel {channel_id!r} pulls from a URL and has no stream key")
+        row = await store.rotate_stream_key(channel_id)
+        if row is None:
+            raise not_found(f"no channel {channel_id!r}")
+        return MsgspecResponse(view(row, reveal_stream_key=True))
+
+    @router.get("/channels/{channel_id}/events", dependencies=read, response_class=MsgspecResponse)
     async def channel_events(channel_id: str, limit: int = Query(100, ge=1, le=1000)) -> Response:
         if await store.get_channel(channel_id) is None:
             raise not_found(f"no channel {channel_id!r}")
         return MsgspecResponse({"items": [_event(r) for r in await store.events(channel_id, limit)]})
 
-    @router.get("/clips", dependencies=auth, response_class=MsgspecResponse)
+    @router.get("/clips", dependencies=read, response_class=MsgspecResponse)
     async def list_clips(
+        request: Request,
         channel_id: str | None = Query(None, max_length=100),
         vod_id: str | None = Query(None, max_length=100),
         since: dt.datetime | None = None,
@@ -308,7 +286,7 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         )
         page = clips[:limit]
         next_cursor = page[-1].id if len(clips) > limit else None
-        return MsgspecResponse({"items": [msgspec.to_builtins(c.notification()) for c in page], "next": next_cursor})
+        return MsgspecResponse({"items": [shown_clip(request, c) for c in page], "next": next_cursor})
 
     async def clip_or_404(clip_id: str):
         clip = await store.get_clip(clip_id)
@@ -316,9 +294,16 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
             raise not_found(f"no clip {clip_id!r}")
         return clip
 
-    @router.get("/clips/{clip_id}", dependencies=auth, response_class=MsgspecResponse)
-    async def get_clip(clip_id: str) -> Response:
-        return MsgspecResponse(msgspec.to_builtins((await clip_or_404(clip_id)).notification()))
+    @router.get("/clips/{clip_id}", dependencies=read, response_class=MsgspecResponse)
+    async def get_clip(clip_id: str, request: Request) -> Response:
+        return MsgspecResponse(shown_clip(request, await clip_or_404(clip_id)))
+
+    @router.delete("/clips/{clip_id}", status_code=204, dependencies=[Depends(require("admin"))])
+    async def delete_clip(clip_id: str) -> Response:
+        """The row (with a record of the deletion) first, then the video and thumbnail files."""
+        if not await remove_clips(store, {clip_id: "deleted through the API"}):
+            raise not_found(f"no clip {clip_id!r}")
+        return Response(status_code=204)
 
     async def clip_video(clip_id: str) -> Response:
         clip = await clip_or_404(clip_id)

@@ -13,16 +13,21 @@ from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 import socketio
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from gateway import errors, metrics
+from gateway import errors, metrics, openapi
 from gateway.api import ChannelControl, build_router
+from gateway.auth import Authenticator
+from gateway.keys import build_key_router
+from gateway.rate_limit import RateLimiter, RateLimits
+from gateway.signing import UrlSigner, load_secret
 from gateway.feed import Feed
 from gateway.uploads import Uploads
 from gateway.vods import VodControl, build_vod_router
+from records.key_store import KeyStore
 from records.settings import Settings
 from records.store import Store
 
@@ -49,7 +54,14 @@ def create_app(
 ) -> ASGIApp:
     """``whip``, when given, mounts the WHIP ingest (``POST /whip/{channel_id}``); its
     sessions end when the app shuts down. ``vods`` (the VOD scheduler) mounts ``/api/vods``."""
-    feed = Feed(settings.api_key, store, redis)
+    auth = Authenticator(settings.api_key, KeyStore(store.pool))
+    signer = UrlSigner(
+        settings.signing_key.encode("utf-8") or load_secret(settings.data_dir), settings.media_url_ttl
+    )
+    limiter = RateLimiter(redis, RateLimits(
+        api=settings.rate_limit, media=settings.media_rate_limit, connect=settings.connect_rate_limit
+    ))
+    feed = Feed(auth, store, redis, signer=signer, limiter=limiter)
     uploads = uploads or Uploads(settings)  # tus at /api/uploads; its sweeper runs in the lifespan
 
     @asynccontextmanager
@@ -76,9 +88,14 @@ def create_app(
     api.state.feed = feed
     api.state.settings = settings
     api.state.uploads = uploads
+    api.state.auth = auth  # gateway.auth's route dependencies find these on the app
+    api.state.signer = signer
+    api.state.limiter = limiter
     errors.install(api)
+    openapi.install(api)
     api.include_router(build_router(settings, store, control))
     api.include_router(uploads.router)
+    api.include_router(build_key_router(store))
     if vods is not None:
         api.include_router(build_vod_router(settings, store, vods, uploads))
     if whip is not None:
@@ -104,9 +121,10 @@ def create_app(
         return JSONResponse({"ok": ok, "postgres": pg_ok, "redis": redis_ok}, status_code=200 if ok else 503)
 
     @api.get("/metrics", include_in_schema=False)
-    async def metrics_route() -> Response:
+    async def metrics_route(request: Request) -> Response:
+        metrics.check_token(request, settings.metrics_token)
         try:
-            snap = await metrics.snapshot(store, feed)
+            snap = await metrics.snapshot(store, feed, data_dir=settings.data_dir)
         except Exception as exc:
             log.warning("metrics: cannot read Postgres: %s", exc)
             return errors.error_response(503, "unavailable", "the database is unavailable")

@@ -46,6 +46,10 @@ def unauthorized(message: str = "missing or wrong API key") -> ApiError:
     return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
 
 
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, "forbidden", message)
+
+
 def not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
 

@@ -17,8 +17,10 @@ Subscribing, in this order, leaves no gap:
 A notification the relay read before step 1 was XADDed, hence committed, before step 3
 read Postgres; one XADDed after reaches the room, which the client is in. Duplicates
 (the at-least-once outbox, catch-up overlapping live) are dropped by a per-(client,
-channel) watermark: clip ids are time-ordered, and no clip with an id at or below the
-highest one a client was sent (or said it has) is sent to it again.
+channel) watermark: a channel's clip ids are in commit order (Postgres gives them at commit,
+``records.store.Store.commit_clip``), and no clip with an id at or below the highest one a
+client was sent (or said it has) is sent to it again. The relay's position in a stream moves
+past an entry only once it was emitted.
 """
 from __future__ import annotations
 
@@ -34,7 +36,10 @@ import socketio
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.auth import key_matches
+from gateway.auth import Authenticator
+from gateway.errors import ApiError, forbidden
+from gateway.signing import UrlSigner
+from records.key_store import scope_allows
 from records.store import Store
 from records.vod_store import VodStore
 from records.wire import ClipNotification, VodJob, clip_stream_key, vod_stream_key
@@ -125,8 +130,13 @@ class Follow:
 
 
 class Feed:
-    def __init__(self, api_key: str, store: Store, redis: aioredis.Redis, *, block_ms: int = 5000):
-        self.api_key = api_key
+    def __init__(
+        self, auth: Authenticator, store: Store, redis: aioredis.Redis, *, signer: UrlSigner,
+        limiter=None, block_ms: int = 5000,
+    ):
+        self.auth = auth  # connecting needs a key with read scope
+        self.signer = signer  # clip media URLs are signed at each emit, never stored signed
+        self.limiter = limiter  # gateway.rate_limit.RateLimiter: Socket.IO connects per key/address
         self.store = store
         self.redis = redis
         # XREAD BLOCK must end before the client's own socket timeout (5 s by default in
@@ -171,7 +181,17 @@ class Feed:
     # -- Socket.IO handlers ----------------------------------------------------------------
     async def _on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
-        if not key_matches(token, self.api_key):
+        try:
+            principal = await self.auth.principal(token)
+            if self.limiter is not None:
+                client = (environ.get("asgi.scope") or {}).get("client") or ("unknown",)
+                who = f"key:{principal.key_id}" if principal else f"ip:{client[0]}"
+                await self.limiter.hit("connect", who)
+            if principal is not None and not scope_allows(principal.scope, "read"):
+                raise forbidden("this API key cannot read the feed")
+        except ApiError as exc:  # the client sees message CODE and data {"code", "message"}
+            raise socketio.exceptions.ConnectionRefusedError(exc.code, {"code": exc.code, "message": exc.message}) from None
+        if principal is None:
             # the client sees message "unauthorized" and data {"code": "unauthorized", ...}
             raise socketio.exceptions.ConnectionRefusedError(
                 "unauthorized", {"code": "unauthorized", "message": "missing or wrong API key (auth={token: KEY})"}
@@ -239,7 +259,8 @@ class Feed:
                         if self.subs.get(topic, {}).get(sid) is not sub:
                             return _error("unsubscribed", "unsubscribed while catching up")
                         if sub.take(clip.id):
-                            await self.sio.emit("clip", msgspec.to_builtins(clip.notification()), to=sid)
+                            note = self.signer.sign_notification(msgspec.to_builtins(clip.notification()))
+                            await self.sio.emit("clip", note, to=sid)
                     if len(missed) < CATCH_UP_PAGE:
                         break
                     after = missed[-1].id
@@ -355,9 +376,10 @@ class Feed:
                 follow = self.follows.get(topic)
                 if follow is not follows.get(topic):
                     break  # unfollowed (or re-followed from elsewhere) while we read
+                await self._deliver(topic, fields)
+                # only now: an entry whose emit failed is read (and emitted) again
                 follow.last_id = _text(entry_id)
                 self.relayed += 1
-                await self._deliver(topic, fields)
 
     async def _deliver(self, topic: str, fields: dict) -> None:
         raw = fields.get(b"data", fields.get("data"))
@@ -369,10 +391,11 @@ class Feed:
             return
         payload = msgspec.to_builtins(note)
         if kind == "vod":  # the job's latest state: every subscriber, no watermark
-            await self.sio.emit("vod", payload, room=topic, namespace=NAMESPACE)
+            await self._emit("vod", payload, room=topic)
             return
+        payload = self.signer.sign_notification(payload)  # fresh signatures, also for a replay
         subs = self.subs.get(topic, {})
-        skip = []
+        skip, takers = [], []
         for sid, _eio_sid in self.sio.manager.get_participants(NAMESPACE, topic):
             sub = subs.get(sid)
             if sub is None:
@@ -380,6 +403,14 @@ class Feed:
             elif sub.catching_up:
                 sub.pending.append((note.id, payload))
                 skip.append(sid)
-            elif not sub.take(note.id):
+            elif note.id <= sub.watermark:
                 skip.append(sid)
-        await self.sio.emit("clip", payload, room=topic, skip_sid=skip, namespace=NAMESPACE)
+            else:
+                takers.append(sub)
+        await self._emit("clip", payload, room=topic, skip_sid=skip)
+        for sub in takers:  # after the emit: a failed one is retried for them
+            sub.take(note.id)
+
+    async def _emit(self, event: str, payload: dict, **to) -> None:
+        """Every emit of the relay (the one place a failure to send surfaces)."""
+        await self.sio.emit(event, payload, namespace=NAMESPACE, **to)

@@ -1,11 +1,13 @@
 """``GET /metrics``: Prometheus text built at scrape time from Postgres.
 
 Every scrape reads the channel rows (status, the health JSON the stream actors report)
-and the totals, then renders them through a fresh ``CollectorRegistry``: no global
-metric state, so any number of apps can live in one process.
+and the totals (counters the database's triggers keep, not ``count(*)``), then renders
+them through a fresh ``CollectorRegistry``: no global metric state, so any number of apps
+can live in one process. With ``--metrics-token`` set, a scrape needs it as a Bearer token.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Iterable
 
@@ -14,10 +16,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.auth import bearer_token, key_matches
+from gateway.errors import unauthorized
 from records.store import Store
+from stream_actor.disk_space import free_bytes
 from records.wire import Health
 
-STATUSES = ("waiting", "live", "offline", "error")
+STATUSES = ("waiting", "live", "offline", "error", "degraded")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -27,6 +32,7 @@ class Snapshot(msgspec.Struct):
     subscribers: int = 0
     streams_followed: int = 0
     relay_up: bool = True
+    data_free_bytes: int | None = None  # free space of the data dir's disk (None: not measured)
 
 
 class SnapshotCollector(Collector):
@@ -45,6 +51,8 @@ class SnapshotCollector(Collector):
         rss = GaugeMetricFamily("livecut_actor_rss_bytes", "Resident memory of the stream actor.", labels=ch)
         cpu = CounterMetricFamily("livecut_actor_cpu_seconds", "CPU seconds used by the stream actor since it started.", labels=ch)
         age = GaugeMetricFamily("livecut_health_age_seconds", "Seconds since the stream actor last reported.", labels=ch)
+        shed = CounterMetricFamily("livecut_asr_shed_seconds", "Audio seconds dropped (oldest first) because ASR fell behind.", labels=ch)
+        journaled = GaugeMetricFamily("livecut_commits_pending", "Clips cut and journaled, waiting for Postgres.", labels=ch)
         for row in self.snap.channels:
             cid = row["id"]
             info.add_metric([cid, row["name"], row["source"]], 1)
@@ -61,9 +69,11 @@ class SnapshotCollector(Collector):
                 stream_time.add_metric([cid], h.stream_time)
                 rss.add_metric([cid], h.rss_bytes)
                 cpu.add_metric([cid], h.cpu_seconds)
+                shed.add_metric([cid], h.asr_shed_seconds)
+                journaled.add_metric([cid], h.commits_pending)
             if row.get("health_at"):
                 age.add_metric([cid], max(0.0, (self.now - row["health_at"]).total_seconds()))
-        yield from (info, status, ingest, detector, buffered, stream_time, rss, cpu, age)
+        yield from (info, status, ingest, detector, buffered, stream_time, rss, cpu, age, shed, journaled)
 
         c = self.snap.counts
         yield CounterMetricFamily("livecut_clips", "Clips committed.", value=c.get("clips", 0))
@@ -73,12 +83,26 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily("livecut_feed_subscribers", "Socket.IO channel subscriptions on this gateway.", value=self.snap.subscribers)
         yield GaugeMetricFamily("livecut_feed_streams_followed", "Redis streams this gateway's relay follows.", value=self.snap.streams_followed)
         yield GaugeMetricFamily("livecut_feed_relay_up", "1 while this gateway's Redis relay is reading.", value=1.0 if self.snap.relay_up else 0.0)
+        if self.snap.data_free_bytes is not None:
+            yield GaugeMetricFamily("livecut_data_free_bytes", "Free bytes on the data dir's disk (see --min-free-bytes).", value=self.snap.data_free_bytes)
 
 
-async def snapshot(store: Store, feed=None) -> Snapshot:
+def check_token(request, token: str) -> None:
+    """Raise 401 unless the metrics token is unset or presented as ``Bearer TOKEN``."""
+    if token and not key_matches(bearer_token(request), token):
+        raise unauthorized("missing or wrong metrics token")
+
+
+async def snapshot(store: Store, feed=None, data_dir: str | None = None) -> Snapshot:
     channels = await store.list_channels()
     counts = await store.counts()
-    snap = Snapshot(channels=channels, counts=counts)
+    free = None
+    if data_dir:
+        try:
+            free = await asyncio.to_thread(free_bytes, data_dir)
+        except OSError:
+            pass
+    snap = Snapshot(channels=channels, counts=counts, data_free_bytes=free)
     if feed is not None:
         snap.subscribers = feed.subscriber_count()
         snap.streams_followed = len(feed.follows)

@@ -46,7 +46,7 @@ from tuspyserver import create_tus_router
 from tuspyserver.lock import acquire_upload_lock
 from tuspyserver.storage.local import LocalFileStorage
 
-from gateway.auth import require_key
+from gateway.auth import require
 from gateway.errors import ApiError
 from records.settings import Settings
 
@@ -245,7 +245,7 @@ class Uploads:
             storage=self._storage,
             tags=["uploads"],
         )
-        self.router = self._routes(tus, require_key(settings.api_key))
+        self.router = self._routes(tus, require("ingest", "media"))  # chunks count as media requests
 
     def _routes(self, tus: APIRouter, key_check) -> APIRouter:
         """tuspyserver's routes, re-added with the key check in front of everything else.

@@ -7,6 +7,7 @@ answer, a file that is not media) fail that job alone, later.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -15,14 +16,14 @@ import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from gateway.api import request_schema
-from gateway.auth import require_key
+from gateway.openapi import json_schema
+from gateway.auth import require
 from gateway.errors import invalid, not_found
 from records.settings import Settings
 from records.store import Store
+from records.url_policy import UnsafeUrl
 from records.vod_store import NewVod, VodStore, vod_view
 from records.wire import VodBatch, VodItem, VodJob
-from stream_actor.sources.url_safety import UnsafeUrl
 from vod.sources import check_submitted_url
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,12 @@ def _item(index: int, item: VodItem, settings: Settings, uploads, single: bool) 
             raise invalid(f"{where}upload {item.upload_id!r} is not finished ({info.offset} of {info.size} bytes)")
         name = name or info.filename or item.upload_id
     try:
+        from detectors.assets import AssetDirs
         from stream_actor.settings import validate_channel_settings
 
-        validate_channel_settings(item.settings)
+        # a VOD job reads its recording through vod.sources, no source plugin: kind None
+        validate_channel_settings(item.settings, None, None, AssetDirs(profiles_dir=settings.profiles_dir,
+                                                                       models_dir=settings.models_dir))
     except (msgspec.ValidationError, ValueError, TypeError) as exc:
         raise invalid(f"{where}settings: {exc}") from None
     return NewVod(name=name[:MAX_NAME], url=item.url, upload_id=item.upload_id, settings=item.settings)
@@ -92,7 +96,8 @@ def _item(index: int, item: VodItem, settings: Settings, uploads, single: bool) 
 
 def build_vod_router(settings: Settings, store: Store, control: VodControl, uploads=None) -> APIRouter:
     router = APIRouter(prefix="/api")
-    auth = [Depends(require_key(settings.api_key))]
+    read = [Depends(require("read"))]
+    ingest = [Depends(require("ingest"))]  # submitting and cancelling jobs
     vods = VodStore(store.pool)
 
     def shown(row: dict) -> dict:
@@ -101,13 +106,13 @@ def build_vod_router(settings: Settings, store: Store, control: VodControl, uplo
     @router.post(
         "/vods",
         status_code=201,
-        dependencies=auth,
+        dependencies=ingest,
         response_class=_Json,
         openapi_extra={
             "requestBody": {
                 "required": True,
                 # a batch, or one bare item (answered with one job)
-                "content": {"application/json": {"schema": {"anyOf": [request_schema(VodBatch), request_schema(VodItem)]}}},
+                "content": {"application/json": {"schema": {"anyOf": [json_schema(VodBatch, closed=True), json_schema(VodItem, closed=True)]}}},
             }
         },
     )
@@ -115,14 +120,14 @@ def build_vod_router(settings: Settings, store: Store, control: VodControl, uplo
         body = await request.body()
         if len(body) > MAX_BODY:
             raise invalid(f"request body is larger than {MAX_BODY} bytes")
-        jobs, single = parse_batch(body, settings, uploads)
+        jobs, single = await asyncio.to_thread(parse_batch, body, settings, uploads)  # reads files (profiles)
         rows = await vods.create_jobs(jobs)
         control.poke()
         if single:
             return _Json(shown(rows[0]), status_code=201)
         return _Json({"items": [shown(r) for r in rows]}, status_code=201)
 
-    @router.get("/vods", dependencies=auth, response_class=_Json)
+    @router.get("/vods", dependencies=read, response_class=_Json)
     async def list_vods(
         status: str | None = Query(None, pattern="^(" + "|".join(STATUSES) + ")$"),
         limit: int = Query(50, ge=1, le=200),
@@ -133,14 +138,14 @@ def build_vod_router(settings: Settings, store: Store, control: VodControl, uplo
         next_cursor = str(page[-1]["seq"]) if len(rows) > limit else None
         return _Json({"items": [shown(r) for r in page], "next": next_cursor})
 
-    @router.get("/vods/{vod_id}", dependencies=auth, response_class=_Json)
+    @router.get("/vods/{vod_id}", dependencies=read, response_class=_Json)
     async def get_vod(vod_id: str) -> Response:
         row = await vods.get(vod_id)
         if row is None:
             raise not_found(f"no VOD job {vod_id!r}")
         return _Json(shown(row))
 
-    @router.delete("/vods/{vod_id}", dependencies=auth, response_class=_Json)
+    @router.delete("/vods/{vod_id}", dependencies=ingest, response_class=_Json)
     async def cancel_vod(vod_id: str) -> Response:
         """Cancel a queued or running job and stop its tasks; a finished job stays as it is."""
         row = await vods.cancel(vod_id)

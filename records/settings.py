@@ -13,12 +13,22 @@ class Settings(msgspec.Struct, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
     rtmp_port: int = 1935
+    rtmp_connections_per_ip: int = 16  # RTMP connections one IP address may hold at once
+    rtmp_publish_rate: int = 30  # RTMP publish attempts per minute per IP address
     public_host: str = ""  # host name clients use in URLs; defaults to host
     database_url: str = ""  # empty: start an embedded PostgreSQL in data_dir
     redis_url: str = ""  # empty: start an embedded Redis in data_dir
     ray_address: str = ""  # empty: start a local Ray instance
-    api_key: str = ""
+    api_key: str = ""  # the admin key printed at start; more keys, with scopes, in the api_keys table
+    metrics_token: str = ""  # when set, GET /metrics wants it as a Bearer token
+    signing_key: str = ""  # signs media URLs; empty: LIVECUT_SIGNING_KEY or <data dir>/signing_key
+    media_url_ttl: float = 3600.0  # seconds a signed media URL stays valid
+    rate_limit: int = 100  # REST requests per minute per API key (per address without one)
+    media_rate_limit: int = 1200  # media and upload requests per minute per key or address
+    connect_rate_limit: int = 120  # Socket.IO connections per minute per key or address
     allow_private_urls: bool = False  # let url sources reach loopback/private hosts
+    profiles_dir: str = ""  # HUD game profiles channels may name, beside the bundled ones
+    models_dir: str = ""  # whisper models (CTranslate2 folders) channels may name as speech.model
     public_ip: str = ""  # advertised in WHIP ICE candidates behind a 1:1 NAT
     streams_per_node: int = 4  # stream slots a local Ray node advertises; the CLI default is 2 per core
     max_streams: int = 100  # active channels in this workspace, whatever the cluster size
@@ -28,6 +38,9 @@ class Settings(msgspec.Struct, kw_only=True):
     vod_shard_seconds: float = 180.0  # a VOD job's recording is analysed in shards of about this long
     max_upload_bytes: int = 20 * 1024**3  # largest Upload-Length a tus upload may declare
     upload_expiry_seconds: float = 24 * 3600  # an unfinished upload is removed this long after its creation
+    retention_days: float = 0.0  # clips older than this are deleted (every channel and VOD job); 0: kept
+    retention_bytes: int = 0  # clips beyond this total size are deleted, oldest first; 0: no limit
+    min_free_bytes: int = 1024**3  # below this free space on the data dir's disk, new clips are refused
 
     @property
     def advertised_host(self) -> str:

@@ -21,11 +21,37 @@ from records.wire import (
     Ingest,
     MomentEvent,
     Signal,
+    clip_id_from_seq,
     clip_stream_key,
     vod_stream_key,
 )
 
 OUTBOX_CHANNEL = "livecut_outbox"  # pg_notify channel that wakes the relay
+COMMAND_TIMEOUT = 30.0  # seconds any one statement may take: a hung server must not hang a caller forever
+MIGRATE_TIMEOUT = 600.0  # a migration may rewrite a big table
+
+# The next clip number of a channel or VOD job (see 005_clip_order.sql): the UPDATE locks the
+# owner's row until the commit, so a channel's ids are in commit order; the database clock
+# keeps ids roughly time-ordered across channels (list_clips without a channel).
+_NEXT_CLIP_SEQ = (
+    "UPDATE {table} SET clip_seq = greatest(clip_seq + 1, (extract(epoch FROM clock_timestamp()) * 1e6)::bigint) "
+    "WHERE id = $1 RETURNING clip_seq"
+)
+
+
+class CommitRejected(Exception):
+    """A commit that cannot succeed however often it is retried (its channel or job is gone)."""
+
+
+def commit_can_never_succeed(exc: BaseException) -> bool:
+    """Whether retrying a write that raised ``exc`` is pointless: bad data or a broken constraint
+    (SQLSTATE classes 22 and 23), an owner that is gone, a value that cannot be encoded. Anything
+    else (no connection, a timeout, a server shutting down, a full disk) may pass later."""
+    if isinstance(exc, CommitRejected):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "")[:2] in ("22", "23")
+    return isinstance(exc, (ValueError, TypeError, msgspec.EncodeError))
 
 
 def iso(ts: dt.datetime | None) -> str | None:
@@ -43,8 +69,12 @@ class Store:
         self.pool = pool
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 5) -> "Store":
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    async def connect(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 5, command_timeout: float = COMMAND_TIMEOUT
+    ) -> "Store":
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=command_timeout
+        )
         return cls(pool)
 
     async def close(self) -> None:
@@ -60,7 +90,7 @@ class Store:
         applied: list[str] = []
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(7451)")
+                await conn.execute("SELECT pg_advisory_xact_lock(7451)", timeout=MIGRATE_TIMEOUT)  # another may be migrating
                 await conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz DEFAULT now())"
                 )
@@ -68,7 +98,7 @@ class Store:
                 for f in files:
                     if f.name in done:
                         continue
-                    await conn.execute(f.read_text())
+                    await conn.execute(f.read_text(), timeout=MIGRATE_TIMEOUT)
                     await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", f.name)
                     applied.append(f.name)
         return applied
@@ -131,6 +161,15 @@ class Store:
         )
         return dict(row) if row else None
 
+    async def rotate_stream_key(self, channel_id: str) -> dict | None:
+        """A new stream key for an RTMP channel; the edge looks keys up here on each publish,
+        so the old one opens nothing from now on."""
+        row = await self.pool.fetchrow(
+            "UPDATE channels SET stream_key = $2 WHERE id = $1 AND deleted_at IS NULL AND source = 'rtmp' RETURNING *",
+            channel_id, secrets.token_urlsafe(18),
+        )
+        return dict(row) if row else None
+
     async def delete_channel(self, channel_id: str) -> bool:
         """Soft delete: the channel stops, its clips stay."""
         result = await self.pool.execute(
@@ -169,53 +208,88 @@ class Store:
             channel_id, kind, stream_time, detail,
         )
 
-    async def record_pending_moment(self, channel_id: str, event: MomentEvent) -> int:
-        """A moment whose clip is not cut yet: if the actor dies now, its restart reports it lost."""
+    async def record_pending_moment(self, channel_id: str, event: MomentEvent, key: str | None = None) -> int | None:
+        """A moment whose clip is not cut yet: if the actor dies now, its restart reports it lost.
+
+        With ``key`` (the clip's commit key) it is settled by key, and recorded at most once: None
+        when the commit (or its loss) got there first."""
         return await self.pool.fetchval(
-            """INSERT INTO events (channel_id, kind, stream_time, score, signals)
-               VALUES ($1, 'moment_pending', $2, $3, $4) RETURNING id""",
-            channel_id, event.t, event.score, event.signals,
+            """INSERT INTO events (channel_id, kind, stream_time, score, signals, commit_key)
+               VALUES ($1, 'moment_pending', $2, $3, $4, $5)
+               ON CONFLICT (channel_id, commit_key) WHERE commit_key IS NOT NULL DO NOTHING RETURNING id""",
+            channel_id, event.t, event.score, event.signals, key,
         )
 
-    async def lose_moment(self, channel_id: str, event: MomentEvent, detail: str, event_id: int | None) -> None:
-        if event_id is None:
-            await self.record_event(channel_id, "clip_lost", event, detail=detail)
-        else:
+    async def lose_moment(
+        self, channel_id: str, event: MomentEvent, detail: str, event_id: int | None = None, key: str | None = None
+    ) -> None:
+        if event_id is not None:
             await self.pool.execute("UPDATE events SET kind = 'clip_lost', detail = $2 WHERE id = $1", event_id, detail)
+            return
+        await self.pool.execute(
+            """INSERT INTO events (channel_id, kind, stream_time, score, signals, detail, commit_key)
+               VALUES ($1, 'clip_lost', $2, $3, $4, $5, $6)
+               ON CONFLICT (channel_id, commit_key) WHERE commit_key IS NOT NULL
+               DO UPDATE SET kind = 'clip_lost', detail = EXCLUDED.detail""",
+            channel_id, event.t, event.score, event.signals, detail, key,
+        )
 
-    async def lose_pending_moments(self, channel_id: str, detail: str) -> int:
-        """Moments a previous run of the channel's actor detected but never cut: now reported lost."""
+    async def lose_pending_moments(self, channel_id: str, detail: str, keep: tuple[str, ...] | list[str] = ()) -> int:
+        """Moments a previous run of the channel's actor detected but never cut: now reported lost
+        (except those of the commit keys in ``keep``: cut and journaled, their commits replay)."""
         result = await self.pool.execute(
-            "UPDATE events SET kind = 'clip_lost', detail = $2 WHERE channel_id = $1 AND kind = 'moment_pending'",
-            channel_id, detail,
+            "UPDATE events SET kind = 'clip_lost', detail = $2 WHERE channel_id = $1 AND kind = 'moment_pending' "
+            "AND (commit_key IS NULL OR NOT commit_key = ANY($3::text[]))",
+            channel_id, detail, list(keep),
         )
         return int(result.split()[-1])
+
+    async def referenced_paths(self, paths: list[str]) -> set[str]:
+        """Those of ``paths`` that a clip row points at (its video or its thumbnail)."""
+        rows = await self.pool.fetch(
+            "SELECT video_path, thumbnail_path FROM clips WHERE video_path = ANY($1::text[]) "
+            "OR thumbnail_path = ANY($1::text[])",
+            paths,
+        )
+        wanted = set(paths)
+        return {p for r in rows for p in (r["video_path"], r["thumbnail_path"]) if p in wanted}
 
     async def commit_clip(
         self, clip: ClipRecord, event: MomentEvent, base_url: str = "", event_id: int | None = None
     ) -> ClipRecord:
-        """Insert the clip, its event and its notification in one transaction (the outbox).
+        """Insert the clip, its event and its notification in one transaction (the outbox), under
+        an id Postgres gives it now: the owner's next clip number (``records.wire.clip_id_from_seq``), so
+        a channel's (or job's) ids are in commit order whatever clock the cutting host has.
 
-        A VOD clip (``clip.vod_id``) has no channel event; its notification goes to the job's
-        stream, and a second commit of the same (job, moment) returns the first one's row."""
+        Idempotent: a live clip is keyed by ``commit_key`` (by default the ``id`` it was given,
+        which is not kept), a VOD clip (``clip.vod_id``) by (job, moment); a second commit
+        returns the first one's row. A VOD clip has no channel event; its notification goes to
+        the job's stream. Raises ``CommitRejected`` when the channel or job does not exist."""
+        key = (clip.commit_key or clip.id or None) if clip.vod_id is None else None
         async with self.pool.acquire() as conn:
             async with conn.transaction():
+                table, owner = ("vod_jobs", clip.vod_id) if clip.vod_id is not None else ("channels", clip.channel_id)
+                seq = await conn.fetchval(_NEXT_CLIP_SEQ.format(table=table), owner)
+                if seq is None:
+                    raise CommitRejected(f"no {'VOD job' if clip.vod_id else 'channel'} {owner!r} to commit a clip to")
+                # under the owner's lock: a replay (a retry after a lost reply, a resumed job) finds its first commit
+                existing = await conn.fetchrow(
+                    "SELECT * FROM clips WHERE (channel_id = $1 AND commit_key = $2) OR (vod_id = $3 AND moment_seq = $4)",
+                    clip.channel_id, key, clip.vod_id, clip.moment_seq,
+                )
+                if existing is not None:
+                    return clip_record(existing)
                 row = await conn.fetchrow(
                     """INSERT INTO clips (id, channel_id, stream_start, stream_end, score, signals, transcript,
-                                          video_path, thumbnail_path, duration, triggers, vod_id, moment_seq)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                       ON CONFLICT DO NOTHING RETURNING created_at""",
-                    clip.id, clip.channel_id, clip.stream_start, clip.stream_end, clip.score, clip.signals,
+                                          video_path, thumbnail_path, duration, triggers, vod_id, moment_seq, commit_key)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id, created_at""",
+                    clip_id_from_seq(seq), clip.channel_id, clip.stream_start, clip.stream_end, clip.score, clip.signals,
                     clip.transcript, clip.video_path, clip.thumbnail_path, clip.duration, clip.triggers,
-                    clip.vod_id, clip.moment_seq,
+                    clip.vod_id, clip.moment_seq, key,
                 )
-                if row is None:  # already committed (a retry after a lost reply, a resumed job)
-                    existing = await conn.fetchrow(
-                        "SELECT * FROM clips WHERE id = $1 OR (vod_id = $2 AND moment_seq = $3)",
-                        clip.id, clip.vod_id, clip.moment_seq,
-                    )
-                    return clip_record(existing)
-                stored = msgspec.structs.replace(clip, created_at=iso(row["created_at"]))
+                stored = msgspec.structs.replace(
+                    clip, id=row["id"], commit_key=key, created_at=iso(row["created_at"])
+                )
                 if clip.vod_id is not None:
                     await conn.execute("UPDATE vod_jobs SET clips = clips + 1 WHERE id = $1", clip.vod_id)
                     stream = vod_stream_key(clip.vod_id)
@@ -223,13 +297,15 @@ class Store:
                     stream = clip_stream_key(clip.channel_id)
                     if event_id is not None:  # the moment was recorded as pending when detected
                         await conn.execute(
-                            "UPDATE events SET kind = 'moment', clip_id = $2 WHERE id = $1", event_id, clip.id
+                            "UPDATE events SET kind = 'moment', clip_id = $2 WHERE id = $1", event_id, stored.id
                         )
-                    else:
+                    else:  # settles the moment's pending row (same key) if it has one
                         await conn.execute(
-                            """INSERT INTO events (channel_id, kind, stream_time, score, signals, clip_id)
-                               VALUES ($1, 'moment', $2, $3, $4, $5)""",
-                            clip.channel_id, event.t, event.score, event.signals, clip.id,
+                            """INSERT INTO events (channel_id, kind, stream_time, score, signals, clip_id, commit_key)
+                               VALUES ($1, 'moment', $2, $3, $4, $5, $6)
+                               ON CONFLICT (channel_id, commit_key) WHERE commit_key IS NOT NULL
+                               DO UPDATE SET kind = 'moment', clip_id = EXCLUDED.clip_id, detail = ''""",
+                            clip.channel_id, event.t, event.score, event.signals, stored.id, key,
                         )
                 payload = msgspec.to_builtins(stored.notification(base_url))
                 await enqueue_notification(conn, stream, "clip", payload, channel_id=clip.channel_id)
@@ -278,11 +354,10 @@ class Store:
         return [dict(r) for r in rows]
 
     async def counts(self) -> dict[str, Any]:
-        row = await self.pool.fetchrow(
-            "SELECT (SELECT count(*) FROM clips) AS clips, (SELECT count(*) FROM events) AS events, "
-            "(SELECT count(*) FROM outbox WHERE delivered_at IS NULL) AS outbox_pending"
-        )
-        return dict(row)
+        """Clips and events ever inserted, and undelivered notifications: counters the
+        database's triggers keep (migration 004), so reading them costs one small scan."""
+        rows = await self.pool.fetch("SELECT name, value FROM stat_counters")
+        return {r["name"]: r["value"] for r in rows}
 
     # -- outbox ---------------------------------------------------------------------------
     async def pending_notifications(self, limit: int = 100) -> list[dict]:
@@ -294,6 +369,81 @@ class Store:
 
     async def mark_delivered(self, ids: list[int]) -> None:
         await self.pool.execute("UPDATE outbox SET delivered_at = now() WHERE id = ANY($1::bigint[])", ids)
+
+    # -- retention (006_retention.sql) ----------------------------------------------------
+    async def unmeasured_clips(self, limit: int = 500) -> list[dict]:
+        """Clips whose size is not known yet: ``id``, ``video_path``, ``thumbnail_path``."""
+        rows = await self.pool.fetch(
+            "SELECT id, video_path, thumbnail_path FROM clips WHERE bytes IS NULL ORDER BY id LIMIT $1", limit
+        )
+        return [dict(r) for r in rows]
+
+    async def set_clip_bytes(self, sizes: dict[str, int]) -> None:
+        await self.pool.execute(
+            "UPDATE clips SET bytes = s.bytes FROM unnest($1::text[], $2::bigint[]) AS s(id, bytes) WHERE clips.id = s.id",
+            list(sizes), list(sizes.values()),
+        )
+
+    async def retention_usage(self) -> tuple[list[dict], dict[str, dict]]:
+        """Every clip's ``id``, ``channel_id``, ``age_seconds`` (by the database's clock) and
+        ``bytes`` (0 while unmeasured), and each channel's ``retention`` settings (deleted
+        channels included: their clips stay under their limits)."""
+        clips = await self.pool.fetch(
+            "SELECT id, channel_id, extract(epoch FROM now() - created_at)::float8 AS age_seconds, "
+            "coalesce(bytes, 0) AS bytes FROM clips"
+        )
+        channels = await self.pool.fetch(
+            "SELECT id, settings->'retention' AS retention FROM channels WHERE settings ? 'retention'"
+        )
+        return [dict(r) for r in clips], {r["id"]: r["retention"] for r in channels}
+
+    async def delete_clips(self, reasons: dict[str, str]) -> list[dict]:
+        """Delete the clips (id → why) and record each deletion, in one transaction: from its
+        commit on, no listing, resume or undelivered notification points at the files, which
+        the caller removes next (then ``files_removed``). Returns the deleted rows' ``id``,
+        ``video_path`` and ``thumbnail_path``; ids that are no clip are skipped."""
+        ids = list(reasons)
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                rows = await conn.fetch(
+                    "DELETE FROM clips WHERE id = ANY($1::text[]) "
+                    "RETURNING id, channel_id, vod_id, video_path, thumbnail_path, bytes, stream_start",
+                    ids,
+                )
+                if not rows:
+                    return []
+                gone = [r["id"] for r in rows]
+                await conn.executemany(
+                    """INSERT INTO clip_deletions (clip_id, channel_id, vod_id, video_path, thumbnail_path, bytes, reason)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (clip_id) DO NOTHING""",
+                    [(r["id"], r["channel_id"], r["vod_id"], r["video_path"], r["thumbnail_path"], r["bytes"],
+                      reasons[r["id"]]) for r in rows],
+                )
+                await conn.executemany(
+                    "INSERT INTO events (channel_id, kind, stream_time, detail, clip_id) VALUES ($1, 'clip_deleted', $2, $3, $4)",
+                    [(r["channel_id"], r["stream_start"], reasons[r["id"]], r["id"]) for r in rows if r["channel_id"]],
+                )
+                # a notification not relayed yet would announce a clip that is gone
+                await conn.execute(
+                    "UPDATE outbox SET delivered_at = now() WHERE delivered_at IS NULL AND kind = 'clip' "
+                    "AND payload->>'id' = ANY($1::text[])",
+                    gone,
+                )
+        return [{"id": r["id"], "video_path": r["video_path"], "thumbnail_path": r["thumbnail_path"]} for r in rows]
+
+    async def pending_file_removals(self, limit: int = 500) -> list[dict]:
+        """Deleted clips whose files may still be on disk (a removal cut short by a crash)."""
+        rows = await self.pool.fetch(
+            "SELECT clip_id AS id, video_path, thumbnail_path FROM clip_deletions "
+            "WHERE files_removed_at IS NULL ORDER BY deleted_at LIMIT $1",
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def files_removed(self, ids: list[str]) -> None:
+        await self.pool.execute(
+            "UPDATE clip_deletions SET files_removed_at = now() WHERE clip_id = ANY($1::text[])", ids
+        )
 
 
 def where_clause(*conditions: tuple[str, Any]) -> tuple[str, list]:
@@ -335,12 +485,16 @@ def clip_record(row: asyncpg.Record) -> ClipRecord:
         triggers=msgspec.convert(row["triggers"], list[Signal]),
         vod_id=row["vod_id"],
         moment_seq=row["moment_seq"],
+        commit_key=row["commit_key"],
     )
 
 
-def channel_view(row: dict, rtmp_url: str) -> ChannelView:
+def channel_view(row: dict, rtmp_url: str, *, reveal_stream_key: bool = False) -> ChannelView:
+    """A channel as the API shows it; its stream key only when asked (on create and rotate)."""
     health = msgspec.convert(row["health"], Health) if row.get("health") else None
-    ingest = Ingest(rtmp_url=rtmp_url, stream_key=row["stream_key"]) if row["source"] == "rtmp" else None
+    ingest = None
+    if row["source"] == "rtmp":
+        ingest = Ingest(rtmp_url=rtmp_url, stream_key=row["stream_key"] if reveal_stream_key else None)
     return ChannelView(
         id=row["id"],
         name=row["name"],

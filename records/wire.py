@@ -62,7 +62,7 @@ class ClipNotification(msgspec.Struct, frozen=True):
     vod_id: str | None = None
 
 
-ChannelStatus = Literal["waiting", "live", "offline", "error"]
+ChannelStatus = Literal["waiting", "live", "offline", "error", "degraded"]  # degraded: disk low
 SourceKind = Literal["rtmp", "url"]
 
 
@@ -87,11 +87,13 @@ class Health(msgspec.Struct):
     cpu_seconds: float = 0.0  # process CPU seconds since the actor started
     rss_bytes: int = 0
     pid: int = 0  # the actor's process, for operators (and fault tests)
+    asr_shed_seconds: float = 0.0  # audio dropped, oldest first, while ASR was too slow to keep up
+    commits_pending: int = 0  # clips cut and journaled, waiting for Postgres
 
 
-class Ingest(msgspec.Struct):
+class Ingest(msgspec.Struct, omit_defaults=True):
     rtmp_url: str
-    stream_key: str
+    stream_key: str | None = None  # shown on create and on rotation only
 
 
 class ChannelView(msgspec.Struct):
@@ -127,6 +129,7 @@ class ClipRecord(msgspec.Struct):
     triggers: list[Signal] = []
     vod_id: str | None = None
     moment_seq: int | None = None  # VOD clips: the fused moment's seq, unique per job (idempotent commit)
+    commit_key: str | None = None  # live clips: unique per channel (idempotent commit), names the files
 
     def notification(self, base_url: str = "") -> ClipNotification:
         return ClipNotification(
@@ -145,12 +148,24 @@ class ClipRecord(msgspec.Struct):
         )
 
 
-def new_clip_id() -> str:
-    """Time-ordered id: lexicographic order is creation order (used for resume)."""
+def clip_id_from_seq(seq: int) -> str:
+    """A clip's id from the number Postgres gave its commit (``records.store.Store.commit_clip``):
+    14 hex digits, so text order is number order (feed resume and list cursors compare ids as
+    text), then 8 random ones, unique across channels that got the same number."""
     import secrets
-    import time
 
-    return f"{time.time_ns() // 1000:014x}{secrets.token_hex(4)}"
+    return f"{seq:014x}{secrets.token_hex(4)}"
+
+
+def new_commit_key() -> str:
+    """A clip's name before it has an id: its files are named by it and its commit is keyed by
+    it (a replayed commit finds the first one). Random: it orders nothing."""
+    import secrets
+
+    return secrets.token_hex(10)
+
+
+new_clip_id = new_commit_key  # the old name; ids themselves now come from the commit
 
 
 def clip_stream_key(channel_id: str) -> str:

@@ -2,12 +2,19 @@
 
 One Ray actor per live channel. Three threads do the blocking work (demux, decode +
 cheap detectors, ASR); the actor's event loop cuts clips and talks to Postgres.
+
+A clip is cut as soon as its moment is ready, whether or not Postgres answers: its commit
+goes to the channel's durable commit journal (``stream_actor.commit_journal``), and a
+separate task commits the journal in order, retrying while Postgres is down. So an outage
+longer than the ring buffer delays clips but neither shortens nor loses them, and a commit
+that can never succeed is reported and skipped instead of blocking the channel.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections import deque
@@ -16,17 +23,22 @@ from pathlib import Path
 import msgspec
 import psutil
 
+from detectors.assets import AssetDirs
 from detectors.chat import ChatActivityDetector
 from detectors.crowd import warm as warm_crowd_features
 from detectors.hud import HudDetector
 from detectors.speech import load_whisper_model
-from records.store import Store
-from records.wire import ClipRecord, Health, MomentEvent, new_clip_id
+from records.store import Store, commit_can_never_succeed
+from records.wire import ClipRecord, Health, MomentEvent, new_commit_key
+from stream_actor.clip_sweep import stale_parts, unjournaled_clip_files
 from stream_actor.clipper import cut_clip
+from stream_actor.commit_journal import Add, CommitJournal
+from stream_actor.shed_queue import SheddingQueue
 from stream_actor.chat import ChatFeed, TwitchChatClient, twitch_login_from_url
 from stream_actor.clock import StreamClock
 from stream_actor.decode import AudioDecoder, KeyframeSampler
 from stream_actor.detection import DetectorPipeline, hud_detector
+from stream_actor.disk_space import DiskWatch
 from stream_actor.ring_buffer import RingBuffer
 from stream_actor.settings import channel_settings
 from stream_actor.sources import source_for
@@ -36,6 +48,8 @@ log = logging.getLogger(__name__)
 HEALTH_INTERVAL = 2.0
 LOST_ON_RESTART = "the stream actor restarted before this moment's clip was cut"
 COMMIT_RETRY_MAX = 2.0  # longest wait between commit attempts while Postgres is down
+PENDING_RECORD_TIMEOUT = 2.0  # a 'moment_pending' row is best effort: never waited for longer
+ASR_QUEUE_SECONDS = 60.0  # audio waiting for ASR beyond this is shed, oldest first
 RESUME_MARGIN = HEALTH_INTERVAL  # the last reported stream time may be this old
 FINISH_MARGIN = 3.0  # seconds a stop waits beyond a pending clip's post-roll (cut and commit)
 
@@ -45,12 +59,21 @@ class ActorConfig(msgspec.Struct, kw_only=True):
     data_dir: str
     base_url: str = ""  # prefix of notification media URLs; empty keeps them relative
     allow_private_urls: bool = False  # the operator's setting; a channel cannot grant it itself
+    min_free_bytes: int = 1024**3  # the free-space low-water mark of data_dir's disk (--min-free-bytes)
+    profiles_dir: str = ""  # the operator's HUD game profiles (--profiles-dir), looked up by name
+    models_dir: str = ""  # the operator's whisper models (--models-dir), looked up by name
+
+    @property
+    def asset_dirs(self) -> AssetDirs:
+        return AssetDirs(profiles_dir=self.profiles_dir, models_dir=self.models_dir)
 
 
 class PendingClip(msgspec.Struct):
     event: MomentEvent
     buffered_at: float | None = None  # monotonic time its post-roll was buffered
-    event_id: int | None = None  # its 'moment_pending' row, once Postgres has it
+    key: str = msgspec.field(default_factory=new_commit_key)  # names its files, keys its commit and events
+    recording: object = None  # the task writing its 'moment_pending' row (the clip loop never waits for it)
+    recorded_at: float = 0.0  # monotonic time of the last attempt
 
 
 class StreamActor:
@@ -62,6 +85,8 @@ class StreamActor:
         self.ring = RingBuffer(Path(config.data_dir, "ring", self.channel_id), self.settings.ring)
         self.clip_dir = Path(config.data_dir, "clips", self.channel_id)
         self.clip_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = CommitJournal(self.clip_dir)  # commits owed, a predecessor's included
+        self._journal_changed = asyncio.Event()
         self.source = source_for(
             self.kind, channel.get("url"), {**self.settings.source, "allow_private": config.allow_private_urls}
         )
@@ -69,7 +94,7 @@ class StreamActor:
         self.status_reason = ""
         self.stop_event = threading.Event()
         self.media_q: queue.Queue = queue.Queue(maxsize=2000)
-        self.speech_q: queue.Queue = queue.Queue()
+        self.speech_q = SheddingQueue(ASR_QUEUE_SECONDS)  # bounded: a slow ASR sheds the oldest audio
         self.speech_queued_to = 0.0  # stream time of the end of the newest audio queued for ASR
         self.asr_flush_to = 0.0  # a clip waits for the transcript up to here: transcribe now
         self.pending: list[PendingClip] = []
@@ -86,23 +111,22 @@ class StreamActor:
         self.process = psutil.Process()
         self.cpu_at_start = sum(self.process.cpu_times()[:2])
         self._threads: list[threading.Thread] = []
-        self._tasks: list[asyncio.Task] = []  # the clip loop, then the health loop
+        self._tasks: list[asyncio.Task] = []  # the clip loop, the health loop, the commit loop
         self._cutting = 0  # cuts (with their commits) in flight
         self._status_changed = asyncio.Event()
+        self.disk = DiskWatch(config.data_dir, config.min_free_bytes)  # see _disk_loop
 
     # -- Ray methods ----------------------------------------------------------------------
     async def start(self) -> None:
         if self._tasks:
             return
-        model = await asyncio.to_thread(load_whisper_model, self.settings.speech)
+        model = await asyncio.to_thread(load_whisper_model, self.settings.speech, self.config.asset_dirs)
         await asyncio.to_thread(warm_crowd_features)  # librosa compiles with numba on first use
         hud = await asyncio.to_thread(self._hud_detector) if self.settings.hud.profile else None
         self.pipeline = DetectorPipeline(self.settings, model, hud=hud)
         self.chat = self._chat_feed(self._channel_url)
         self.store = await Store.connect(self.config.dsn, min_size=1, max_size=2)
-        # Moments a previous process of this actor detected but did not cut died with it.
-        if lost := await self.store.lose_pending_moments(self.channel_id, LOST_ON_RESTART):
-            log.warning("channel %s: %d clip(s) lost with the previous actor process", self.channel_id, lost)
+        await self._recover()
         # Stream time goes on from where the previous process of this actor left it (plus the
         # time it was down), so clip times stay monotonic per channel across restarts.
         if last := await self.store.last_stream_time(self.channel_id):
@@ -116,10 +140,44 @@ class StreamActor:
             thread.start()
             self._threads.append(thread)
         self._loop = asyncio.get_running_loop()
-        self._tasks = [asyncio.create_task(self._clip_loop()), asyncio.create_task(self._health_loop())]
+        self._tasks = [
+            asyncio.create_task(self._clip_loop()),
+            asyncio.create_task(self._health_loop()),
+            asyncio.create_task(self._commit_loop()),
+        ]
+        self._tasks.append(asyncio.create_task(self._disk_loop()))
+
+    async def _recover(self) -> None:
+        """What a previous process of this actor left: moments it detected but did not cut died
+        with it (reported lost); clips it cut and journaled are committed by the commit loop;
+        part files and clip files nothing points at are swept."""
+        journaled = await asyncio.to_thread(self.journal.keys)
+        if lost := await self.store.lose_pending_moments(self.channel_id, LOST_ON_RESTART, keep=sorted(journaled)):
+            log.warning("channel %s: %d clip(s) lost with the previous actor process", self.channel_id, lost)
+        if journaled:
+            log.info("channel %s: %d clip commit(s) journaled by the previous process", self.channel_id, len(journaled))
+        await self._sweep(journaled)
+
+    async def _sweep(self, journaled: set[str]) -> None:
+        def remove(paths) -> None:
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+        parts = await asyncio.to_thread(stale_parts, self.clip_dir)
+        await asyncio.to_thread(remove, parts)
+        candidates = await asyncio.to_thread(unjournaled_clip_files, self.clip_dir, journaled)
+        orphans = []
+        for i in range(0, len(candidates), 500):
+            batch = [str(p) for p in candidates[i:i + 500]]
+            referenced = await self.store.referenced_paths(batch)
+            orphans += [Path(p) for p in batch if p not in referenced]
+        await asyncio.to_thread(remove, orphans)
+        if parts or orphans:
+            log.info("channel %s: swept %d part file(s) and %d orphaned clip file(s)",
+                     self.channel_id, len(parts), len(orphans))
 
     def _hud_detector(self) -> HudDetector:
-        return hud_detector(self.settings)
+        return hud_detector(self.settings, self.config.asset_dirs)
 
     def _chat_feed(self, url: str | None) -> ChatFeed | None:
         """Twitch chat, read anonymously, as the "chat" and "emote" signals."""
@@ -133,20 +191,15 @@ class StreamActor:
             on_signals=lambda signals: self._add_events(self.pipeline.on_signals(signals)),
         )
 
-    async def ingest_endpoint(self) -> tuple[str, int] | None:
-        """Where the RTMP edge forwards this channel's FLV bytes (push sources only)."""
-        endpoint = getattr(self.source, "endpoint", None)
-        if endpoint is None:
-            return None
-        host, port = endpoint
-        if host in ("0.0.0.0", "", "::"):
-            import ray
-
-            host = ray.util.get_node_ip_address()
-        return host, port
+    async def ingest_endpoint(self) -> tuple[str, int, str] | None:
+        """Where the edge forwards this channel's FLV bytes, with a fresh one-time token it
+        sends first (push sources only). Each call issues a new token."""
+        ticket = getattr(self.source, "ingest_ticket", None)
+        return None if ticket is None else ticket()
 
     async def health(self) -> dict:
-        return {"status": self.status, "status_reason": self.status_reason, **msgspec.to_builtins(self._health())}
+        status, reason = self._shown_status()
+        return {"status": status, "status_reason": reason, **msgspec.to_builtins(self._health())}
 
     async def stop(self) -> None:
         """Finish the clip in progress, stop ingest, let the detectors drain, cut what they
@@ -167,8 +220,8 @@ class StreamActor:
         for thread in self._threads:
             await asyncio.to_thread(thread.join, 10)
         deadline = time.monotonic() + 15
-        # The clip loop may be cutting a clip, or retrying its commit while Postgres is down: let
-        # it finish, then stop the loop, so that the final cuts below never cut a moment twice.
+        # The clip loop may be cutting a clip: let it finish, then stop the loop, so that the
+        # final cuts below never cut a moment twice.
         while self._cutting and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if self._tasks:
@@ -176,6 +229,13 @@ class StreamActor:
         while self.pending and time.monotonic() < deadline:
             await self._cut_ready(final=True)
             await asyncio.sleep(0.1)
+        # the commit loop commits what was cut; what Postgres has not taken by the deadline
+        # stays journaled, for the next process of this actor
+        while len(self.journal) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if len(self.journal):
+            log.warning("channel %s: %d clip commit(s) left journaled for the next start",
+                        self.channel_id, len(self.journal))
         for task in self._tasks:
             task.cancel()
         self.status = "offline"
@@ -301,16 +361,14 @@ class StreamActor:
                 log.exception("clip loop error on channel %s", self.channel_id)
 
     async def _cut_ready(self, final: bool = False) -> None:
+        """Cut every moment whose post-roll (and transcript) is buffered, and journal its commit.
+        Never waits for Postgres."""
         opts = self.settings.clip
         with self.pending_lock:
             pending = list(self.pending)
         for item in pending:
             event = item.event
-            if item.event_id is None:
-                try:  # bounded: an unreachable Postgres must not hold up cutting
-                    item.event_id = await asyncio.wait_for(self.store.record_pending_moment(self.channel_id, event), 2.0)
-                except Exception as exc:  # Postgres down: the commit will record the moment instead
-                    log.debug("pending moment not recorded yet: %s", exc)
+            self._record_pending(item)
             end = event.span()[1] + opts.post_roll
             live = self.status == "live" and not final
             if live and self.ring.end < end:
@@ -328,28 +386,48 @@ class StreamActor:
             start, end = self.pipeline.clip_bounds(first - opts.pre_roll, last + opts.post_roll)
             await self._cut_and_commit(item, max(start, self.ring.start), min(end, self.ring.end))
 
+    def _record_pending(self, item: PendingClip) -> None:
+        """Write the moment's 'moment_pending' row in the background (once; retried every few
+        seconds while Postgres is down): if this process dies before the clip is cut, its
+        successor reports the moment lost. Keyed like the commit, so whichever of the two
+        reaches Postgres first, the moment has one event."""
+        task = item.recording
+        if task is not None and (not task.done() or (not task.cancelled() and task.exception() is None)):
+            return  # in flight, or recorded
+        if time.monotonic() - item.recorded_at < COMMIT_RETRY_MAX:
+            return
+        item.recorded_at = time.monotonic()
+        item.recording = asyncio.create_task(asyncio.wait_for(
+            self.store.record_pending_moment(self.channel_id, item.event, item.key), PENDING_RECORD_TIMEOUT
+        ))
+        item.recording.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+
     async def _cut_and_commit(self, item: PendingClip, start: float, end: float) -> None:
         self._cutting += 1
         try:
-            await self._cut_and_commit_once(item, start, end)
+            await self._cut_and_journal(item, start, end)
         finally:
             self._cutting -= 1
 
-    async def _cut_and_commit_once(self, item: PendingClip, start: float, end: float) -> None:
+    async def _cut_and_journal(self, item: PendingClip, start: float, end: float) -> None:
+        """Cut the clip (its files fsynced) and journal its commit (fsynced): from here on the
+        clip survives a crash of this process and any Postgres outage."""
         event = item.event
-        clip_id = new_clip_id()
-        video = self.clip_dir / f"{clip_id}.mp4"
-        thumb = self.clip_dir / f"{clip_id}.jpg"
+        if self.disk.reason:  # below the free-space low-water mark: no new clip files
+            await self._journal(Add(key=item.key, event=event, lost=f"clip refused: {self.disk.reason}"))
+            return
+        video = self.clip_dir / f"{item.key}.mp4"
+        thumb = self.clip_dir / f"{item.key}.jpg"
         try:
             cut = await asyncio.to_thread(
                 cut_clip, self.ring.segments(start, end), start, end, video, thumb
             )
         except Exception as exc:
             log.warning("clip lost on channel %s at %.1fs: %s", self.channel_id, event.t, exc)
-            await self._until_stored(self.store.lose_moment, self.channel_id, event, str(exc), item.event_id)
+            await self._journal(Add(key=item.key, event=event, lost=str(exc) or type(exc).__name__))
             return
         record = ClipRecord(
-            id=clip_id,
+            id="",  # given by Postgres at commit
             channel_id=self.channel_id,
             stream_start=round(cut.start, 3),
             stream_end=round(cut.end, 3),
@@ -361,27 +439,108 @@ class StreamActor:
             duration=round(cut.duration, 3),
             created_at="",
             triggers=list(event.triggers),
+            commit_key=item.key,
         )
-        # the files are on disk; commit as soon as Postgres answers
-        await self._until_stored(self.store.commit_clip, record, event, self.config.base_url, item.event_id)
-        self.clips += 1
+        await self._journal(Add(key=item.key, event=event, clip=record))
 
-    async def _until_stored(self, write, *args) -> None:
-        """Retry a Postgres write until it succeeds: an outage delays a clip, never drops it."""
+    async def _journal(self, entry: Add) -> None:
+        await asyncio.to_thread(self.journal.add, entry)
+        self._journal_changed.set()
+
+    async def _commit_loop(self) -> None:
+        """Commit the journal, oldest entry first (so ids follow cut order). A failure that
+        may pass (Postgres down, a timeout) is retried with backoff and holds the later
+        entries back; one that never can (bad data, a broken constraint) is reported on the
+        channel's event log and skipped."""
         backoff = 0.5
         while True:
+            entries = await asyncio.to_thread(self.journal.pending)
+            if not entries:
+                self._journal_changed.clear()
+                if not len(self.journal):
+                    await self._journal_changed.wait()
+                continue
+            entry = entries[0]
             try:
-                await write(*args)
-                return
+                await self._commit(entry)
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
-                log.warning("channel %s: %s failed (%s); retrying", self.channel_id, write.__name__, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, COMMIT_RETRY_MAX)
+                if not commit_can_never_succeed(exc):
+                    log.warning("channel %s: commit of %s failed (%s); retrying in %.1fs",
+                                self.channel_id, entry.key, exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, COMMIT_RETRY_MAX)
+                    continue
+                await self._report_rejected(entry, exc)
+            backoff = 0.5
+            await asyncio.to_thread(self.journal.done, entry.key)
+
+    async def _commit(self, entry: Add) -> None:
+        if entry.clip is None:
+            await self.store.lose_moment(self.channel_id, entry.event, entry.lost, key=entry.key)
+            return
+        await self.store.commit_clip(entry.clip, entry.event, self.config.base_url)
+        self.clips += 1
+
+    async def _report_rejected(self, entry: Add, exc: Exception) -> None:
+        """A commit Postgres will never take: on the channel's event log as a lost clip, or,
+        if Postgres refuses even that (the channel is gone), on the actor's log."""
+        detail = f"the clip's commit was refused: {exc}".replace("\x00", "")[:1000]
+        log.error("channel %s: %s (clip files %s.*)", self.channel_id, detail, self.clip_dir / entry.key)
+        try:
+            await asyncio.wait_for(
+                self.store.lose_moment(self.channel_id, entry.event, detail, key=entry.key), PENDING_RECORD_TIMEOUT
+            )
+        except Exception as report_exc:
+            log.error("channel %s: the lost clip %s could not be logged either: %s",
+                      self.channel_id, entry.key, report_exc)
+
+    # -- disk space (stream_actor.disk_space) ----------------------------------------------
+    async def _disk_loop(self) -> None:
+        """The free-space low-water mark: while the data dir's disk is below it, new clips are
+        refused (``_cut_and_journal``), the status shows ``degraded`` and the ring keeps only
+        a clip's pre-roll; each change goes on the channel's event log."""
+        unlogged: list[tuple[str, str]] = []  # events Postgres has not taken yet
+        while True:
+            try:
+                changed = await self.disk.check()
+                if changed is not None:
+                    keep = self.settings.clip.pre_roll + self.settings.ring.segment_seconds
+                    await asyncio.to_thread(self.ring.shrink, keep if changed else None)
+                    if changed:
+                        log.warning("channel %s: %s", self.channel_id, self.disk.reason)
+                    detail = self.disk.reason or f"disk space back: {self.disk.free // 2**20} MiB free"
+                    unlogged.append(("disk_low" if changed else "disk_ok", detail))
+                    self._status_changed.set()
+                while unlogged:
+                    kind, detail = unlogged[0]
+                    await asyncio.wait_for(self.store.log_event(self.channel_id, kind, detail, self.ring.end), 5.0)
+                    unlogged.pop(0)
+            except Exception as exc:  # Postgres down: the event is logged on a later pass
+                log.debug("disk check on channel %s: %s", self.channel_id, exc)
+            await asyncio.sleep(self.disk.interval)
+
+    def _shown_status(self) -> tuple[str, str]:
+        """The status and reason reported: ``degraded`` while the disk is low (an error stays)."""
+        if self.disk.reason and self.status != "error":
+            return "degraded", f"{self.disk.reason}; new clips are refused"
+        return self.status, self.status_reason
+
+    async def discard_ring(self) -> None:
+        """The channel was deleted (the supervisor calls this after ``stop``): remove its ring
+        folder. Its clips stay."""
+        def remove() -> None:
+            self.ring.close(delete=True)
+            shutil.rmtree(self.ring.directory, ignore_errors=True)
+
+        await asyncio.to_thread(remove)
 
     async def _health_loop(self) -> None:
         while True:
             try:
-                await self.store.report_health(self.channel_id, self.status, self._health(), self.status_reason)
+                status, reason = self._shown_status()
+                await self.store.report_health(self.channel_id, status, self._health(), reason)
             except Exception as exc:
                 log.debug("health report failed: %s", exc)
             self._status_changed.clear()
@@ -412,4 +571,6 @@ class StreamActor:
             cpu_seconds=round(cpu.user + cpu.system - self.cpu_at_start, 3),
             rss_bytes=self.process.memory_info().rss,
             pid=self.process.pid,
+            asr_shed_seconds=round(self.speech_q.shed_seconds, 3),
+            commits_pending=len(self.journal),
         )

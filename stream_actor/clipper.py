@@ -16,16 +16,16 @@ is cut from the segments of one session only: the one covering most of the range
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
+from .durable import replace_durably
 from .ring_buffer import Segment, file_time
 
-__all__ = ["ClipCut", "ClipError", "NotBuffered", "UnsupportedCodec", "cut_clip", "cut_media", "seek_before", "transcode_media", "write_jpeg"]
+__all__ = ["ClipCut", "ClipError", "NotBuffered", "UnsupportedCodec", "cut_clip", "cut_media", "part_path", "PART_SUFFIX", "seek_before", "transcode_media", "write_jpeg"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ SLACK = 0.5
 #: seek lands on the one before.
 LOOKBACK = 12.0
 _TB = Fraction(1, 90000)
+#: Suffix of a file being written (``part_path``); the stream actor sweeps stale ones at start.
+PART_SUFFIX = ".part"
 
 
 class ClipError(RuntimeError):
@@ -112,7 +114,7 @@ def cut_clip(
     for s in overlapping:
         cover[s.session] = cover.get(s.session, 0.0) + min(s.end, end) - max(s.start, start)
     session = max(cover, key=lambda k: (cover[k], k))
-    chosen = [s for s in overlapping if s.session == session]
+    chosen = _back_to_keyframe(segments, [s for s in overlapping if s.session == session], start)
     start = max(start, chosen[0].start)
     end = min(end, chosen[-1].end)
 
@@ -282,6 +284,15 @@ def _cut_packets(
     _replace_write(thumbnail_out, lambda tmp: write_jpeg(frame, tmp, thumbnail_width, sar))
     _replace_write(video_out, lambda tmp: _mux_mp4(tmp, templates, video, audio, clip_start))
     return ClipCut(clip_start, clip_end, clip_end - clip_start)
+
+
+def _back_to_keyframe(segments: list[Segment], chosen: list[Segment], start: float) -> list[Segment]:
+    """A forced cut (``ring_buffer``) opens a segment without a keyframe: reach back through
+    the session's earlier segments to the keyframe at or before ``start``."""
+    earlier = [s for s in segments if s.session == chosen[0].session and s.seq < chosen[0].seq]
+    while earlier and chosen[0].forced and not (chosen[0].keyframes and chosen[0].keyframes[0] <= start):
+        chosen = [earlier.pop(), *chosen]
+    return chosen
 
 
 def _first_streams(container) -> tuple[dict[int, str], dict[str, av.stream.Stream]]:
@@ -478,11 +489,18 @@ def _mux_mp4(
         out.close()
 
 
+def part_path(path: Path) -> Path:
+    """Where ``path`` is written before it is complete (a crash can leave one behind)."""
+    return path.with_name(f".{path.name}{PART_SUFFIX}")
+
+
 def _replace_write(path: Path, write) -> None:
+    """Write through ``part_path`` and rename: readers never see half a file, and once this
+    returns the file is on disk (fsynced with its directory), so a row may point at it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
+    tmp = part_path(path)
     try:
         write(tmp)
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

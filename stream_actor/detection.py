@@ -10,6 +10,7 @@ from collections import deque
 
 import numpy as np
 
+from detectors.assets import AssetDirs
 from detectors.boundaries import snap_clip
 from detectors.crowd import CrowdDetector
 from detectors.fusion import Fusion
@@ -25,13 +26,14 @@ from stream_actor.settings import ChannelSettings
 TRANSCRIPT_KEEP = 300.0  # seconds of words kept for clip transcripts
 
 
-def hud_detector(settings: ChannelSettings) -> HudDetector:
-    """The channel's game profile with its models (OCR and YOLO on the GPU, if one was given)."""
+def hud_detector(settings: ChannelSettings, dirs: AssetDirs | None = None) -> HudDetector:
+    """The channel's game profile, by name (``dirs``: the operator's directories), with its
+    models (OCR and YOLO on the GPU, if one was given)."""
     from detectors import hud_models
     from detectors.hud import load_profile
     from detectors.speech import resolve_device
 
-    profile = load_profile(settings.hud.profile)
+    profile = load_profile(settings.hud.profile, dirs)
     gpu = resolve_device(settings.speech.device) == "cuda"
     ocr = hud_models.load_ocr_reader(gpu=gpu, threads=1) if profile.ocr else None
     yolo = None

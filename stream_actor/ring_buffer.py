@@ -2,10 +2,13 @@
 
 Packets are stream-copied (never re-encoded) into segment files under one directory,
 their timestamps rewritten to stream time (see ``clock``). Every segment file starts
-with a video keyframe (audio-only streams cut on time), so any segment can be decoded
-and clipped on its own. The open segment is flushed after every packet, so the
+with a video keyframe (audio-only streams cut on time; a forced cut, below, is the
+exception), so any segment can be decoded and clipped on its own. The open segment is flushed after every packet, so the
 clipper can read it while it is being written. Oldest segments are deleted first when
-either cap (seconds or bytes) is exceeded.
+either cap (seconds or bytes) is exceeded. Every option is bounded, and the open segment
+is closed at ``max_segment_seconds`` or ``max_segment_bytes`` even without a keyframe
+(a forced cut; the clipper then reaches back to the keyframe before a clip's start), so
+no stream can grow one file without limit.
 
 Timestamps inside the files are stream time plus ``TS_OFFSET`` (so that the decode
 timestamps of B-frame streams never go negative), modulo the 33-bit 90 kHz MPEG-TS
@@ -23,6 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Annotated
 
 import av
 import msgspec
@@ -43,7 +47,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
 #: Seconds added to stream time inside segment files.
 TS_OFFSET = 10.0
 #: The MPEG-TS timestamp period in seconds (2**33 ticks of 90 kHz, about 26.5 h).
@@ -70,9 +76,30 @@ def file_time(ts_seconds: float, near: float) -> float:
 
 
 class RingOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    max_seconds: float = 120.0
-    max_bytes: int = 512 * MiB
-    segment_seconds: float = 2.0
+    """Every field is bounded: a channel's settings cannot make the ring (or one of its
+    files) grow without limit."""
+
+    max_seconds: Annotated[float, msgspec.Meta(ge=4.0, le=3600.0)] = 120.0
+    max_bytes: Annotated[int, msgspec.Meta(ge=64 * KiB, le=16 * GiB)] = 512 * MiB
+    #: A new segment starts at the first video keyframe this long after the open one's start.
+    segment_seconds: Annotated[float, msgspec.Meta(ge=0.5, le=60.0)] = 2.0
+    #: The open segment is closed here even without a keyframe (a forced cut), so a stream
+    #: whose keyframes stop cannot grow one file forever. Also capped by ``max_seconds``.
+    max_segment_seconds: Annotated[float, msgspec.Meta(ge=1.0, le=300.0)] = 60.0
+    #: The same cap in bytes; also capped by ``max_bytes``.
+    max_segment_bytes: Annotated[int, msgspec.Meta(ge=64 * KiB, le=1 * GiB)] = 128 * MiB
+
+    def __post_init__(self) -> None:
+        if self.max_segment_seconds < self.segment_seconds:
+            raise ValueError("max_segment_seconds must be >= segment_seconds")
+
+    @property
+    def segment_cap_seconds(self) -> float:
+        return min(self.max_segment_seconds, self.max_seconds)
+
+    @property
+    def segment_cap_bytes(self) -> int:
+        return min(self.max_segment_bytes, self.max_bytes)
 
 
 class RingBufferError(RuntimeError):
@@ -91,6 +118,7 @@ class Segment:
     session: int = 0  # segments of one session share codec parameters
     keyframes: tuple[float, ...] = ()  # stream times (pts) of the video keyframes
     open: bool = False  # still being written
+    forced: bool = False  # a video segment opened by a forced cut: it starts without a keyframe
 
     @property
     def duration(self) -> float:
@@ -107,11 +135,12 @@ class _Entry:
     session: int = 0
     keyframes: list[float] = field(default_factory=list)
     open: bool = True
+    forced: bool = False
 
     def snapshot(self) -> Segment:
         return Segment(
             self.seq, self.path, self.start, self.end, self.bytes, self.session,
-            tuple(self.keyframes), self.open,
+            tuple(self.keyframes), self.open, self.forced,
         )
 
 
@@ -122,13 +151,13 @@ class SegmentIndex:
         self._entries: list[_Entry] = []
         self._next_seq = 0
 
-    def open(self, path_for, start: float, session: int, keyframe: bool) -> Segment:
+    def open(self, path_for, start: float, session: int, keyframe: bool, forced: bool = False) -> Segment:
         """Close the open segment, if any, and open a new one starting at ``start``.
-        ``path_for(seq)`` names its file."""
+        ``path_for(seq)`` names its file; ``forced``: a video segment cut without a keyframe."""
         self.close()
         seq = self._next_seq
         self._next_seq += 1
-        entry = _Entry(seq, Path(path_for(seq)), start, start, session=session)
+        entry = _Entry(seq, Path(path_for(seq)), start, start, session=session, forced=forced)
         if keyframe:
             entry.keyframes.append(start)
         self._entries.append(entry)
@@ -172,9 +201,21 @@ class SegmentIndex:
         return dropped
 
     def lookup(self, start: float, end: float) -> list[Segment]:
-        """Segments overlapping [start, end], oldest first (a segment containing
-        ``start`` is included, so the keyframe at or before ``start`` is too)."""
-        return [e.snapshot() for e in self._entries if e.end >= start and e.start <= end]
+        """Segments overlapping [start, end], oldest first. The keyframe at or before
+        ``start`` is included: the segment containing ``start``, and, when that one was
+        opened by a forced cut (it starts without a keyframe), the earlier segments of
+        its session back to one holding a keyframe."""
+        first = next((i for i, e in enumerate(self._entries) if e.end >= start and e.start <= end), None)
+        if first is None:
+            return []
+        while first > 0:
+            entry = self._entries[first]
+            if not entry.forced or self._entries[first - 1].session != entry.session or (
+                entry.keyframes and entry.keyframes[0] <= start
+            ):
+                break
+            first -= 1
+        return [e.snapshot() for e in self._entries[first:] if e.start <= end]
 
     def keyframes(self, start: float = float("-inf"), end: float = float("inf")) -> list[float]:
         return [k for e in self._entries for k in e.keyframes if start <= k <= end]
@@ -230,7 +271,9 @@ class RingBuffer:
 
     def __init__(self, directory: Path | str, options: RingOptions | None = None) -> None:
         self.directory = Path(directory)
-        self.options = options or RingOptions()
+        # a Struct built in code skips the bounds that decoding checks: check them here too
+        self.options = msgspec.convert(msgspec.to_builtins(options), RingOptions) if options else RingOptions()
+        self._keep_seconds: float | None = None  # a tighter cap while the disk is low (``shrink``)
         self.directory.mkdir(parents=True, exist_ok=True)
         for stale in self.directory.glob("*" + SEGMENT_SUFFIX):
             stale.unlink(missing_ok=True)
@@ -243,6 +286,7 @@ class RingBuffer:
         self._in_session = False
         self.packets_written = 0
         self.packets_dropped = 0  # before the first keyframe of a session, or unknown
+        self.forced_cuts = 0  # segments closed at their size or duration cap, without a keyframe
         self.mux_errors = 0  # packets the muxer rejected
         self._consecutive_errors = 0
         self.skipped: list[str] = []  # streams of the current session left out, and why
@@ -333,7 +377,10 @@ class RingBuffer:
             elif current is None:
                 self.packets_dropped += 1
                 return False
-        elif current is None or dts - current.start >= long_enough:
+            elif self._over_cap(current, dts):  # keyframes stopped (or are far apart): cut anyway
+                self.forced_cuts += not is_key
+                self._rotate(pts if is_key else dts, keyframe=is_key, forced=not is_key)
+        elif current is None or dts - current.start >= long_enough or self._over_cap(current, dts):
             self._rotate(dts, keyframe=False)
 
         dts_ticks = round((dts + TS_OFFSET) * 90000) % 2**33
@@ -380,12 +427,18 @@ class RingBuffer:
             self._evict()
         return True
 
-    def _rotate(self, start: float, keyframe: bool) -> None:
+    def _over_cap(self, current: Segment, t: float) -> bool:
+        return (
+            t - current.start >= self.options.segment_cap_seconds
+            or current.bytes >= self.options.segment_cap_bytes
+        )
+
+    def _rotate(self, start: float, keyframe: bool, forced: bool = False) -> None:
         self._close_container()
         with self._lock:
             segment = self._index.open(
                 lambda seq: self.directory / f"{seq:08d}{SEGMENT_SUFFIX}",
-                start, self._session, keyframe,
+                start, self._session, keyframe, forced,
             )
             self._evict()
         try:
@@ -432,13 +485,21 @@ class RingBuffer:
                     pass
                 self._evict()
 
+    def shrink(self, keep_seconds: float | None) -> None:
+        """Keep at most ``keep_seconds`` buffered from now on (evicting now), e.g. a clip's
+        pre-roll while the disk is low; ``None`` goes back to ``max_seconds``. The open
+        segment is never evicted."""
+        with self._lock:
+            self._keep_seconds = keep_seconds
+            self._evict()
+
     def _evict(self) -> None:  # holds the lock
-        if (
-            self._index.seconds <= self.options.max_seconds
-            and self._index.bytes <= self.options.max_bytes
-        ):
+        max_seconds = self.options.max_seconds
+        if self._keep_seconds is not None:
+            max_seconds = min(max_seconds, self._keep_seconds)
+        if self._index.seconds <= max_seconds and self._index.bytes <= self.options.max_bytes:
             return
-        for segment in self._index.evict(self.options.max_seconds, self.options.max_bytes):
+        for segment in self._index.evict(max_seconds, self.options.max_bytes):
             segment.path.unlink(missing_ok=True)
 
     # -- reading --------------------------------------------------------------------

@@ -21,6 +21,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     up.add_argument("--host", default=os.environ.get("LIVECUT_HOST", "127.0.0.1"), help="bind address (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=int(os.environ.get("LIVECUT_PORT", 8000)), help="HTTP port (default 8000)")
     up.add_argument("--rtmp-port", type=int, default=int(os.environ.get("LIVECUT_RTMP_PORT", 1935)), help="RTMP ingest port (default 1935)")
+    up.add_argument("--rtmp-connections-per-ip", type=_positive_count, default=os.environ.get("LIVECUT_RTMP_CONNECTIONS_PER_IP", "16"), help="RTMP connections one IP address may hold at once, e.g. encoders behind one NAT (default 16)")
+    up.add_argument("--rtmp-publish-rate", type=_positive_count, default=os.environ.get("LIVECUT_RTMP_PUBLISH_RATE", "30"), help="RTMP publish attempts per minute per IP address (default 30)")
     up.add_argument("--data-dir", default=os.environ.get("LIVECUT_DATA_DIR", "data"), help="clips, ring buffers, embedded databases (default ./data)")
     up.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS", ""), help="join this Ray cluster instead of starting a local one")
     up.add_argument("--public-host", default=os.environ.get("LIVECUT_PUBLIC_HOST", ""), help="host name to print in URLs")
@@ -33,10 +35,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     up.add_argument("--max-vod-jobs", type=int, default=int(os.environ.get("LIVECUT_MAX_VOD_JOBS", 0)), help="VOD jobs running at once; the rest wait in submission order (default: the Ray cluster's CPUs)")
     up.add_argument("--vod-shard-seconds", type=float, default=float(os.environ.get("LIVECUT_VOD_SHARD_SECONDS", 180)), help="length of the shards a VOD recording is split into, one Ray task each (default 180)")
     up.add_argument("--max-upload-bytes", type=int, default=int(os.environ.get("LIVECUT_MAX_UPLOAD_BYTES", 20 * 1024**3)), help="largest upload (tus) accepted, in bytes (default 20 GiB)")
+    up.add_argument("--retention-days", type=_at_least_zero(float), default=os.environ.get("LIVECUT_RETENTION_DAYS", "0"), help="delete clips older than this many days, every channel's and VOD job's (default 0: keep)")
+    up.add_argument("--retention-bytes", type=_at_least_zero(int), default=os.environ.get("LIVECUT_RETENTION_BYTES", "0"), help="delete the oldest clips while all clips together take more bytes than this (default 0: no limit)")
+    up.add_argument("--min-free-bytes", type=_at_least_zero(int), default=os.environ.get("LIVECUT_MIN_FREE_BYTES", str(1024**3)), help="below this free space on the data dir's disk, stream actors refuse new clips and shrink their ring buffers (default 1 GiB)")
+    up.add_argument("--metrics-token", default=os.environ.get("LIVECUT_METRICS_TOKEN", ""), help="when set, GET /metrics wants it as a Bearer token (default: open; env LIVECUT_METRICS_TOKEN)")
+    up.add_argument("--rate-limit", type=_positive_count, default=os.environ.get("LIVECUT_RATE_LIMIT", "100"), help="REST API requests per minute per API key, or per address without one (default 100)")
+    up.add_argument("--media-rate-limit", type=_positive_count, default=os.environ.get("LIVECUT_MEDIA_RATE_LIMIT", "1200"), help="clip media and upload requests per minute per key or address (default 1200)")
+    up.add_argument("--connect-rate-limit", type=_positive_count, default=os.environ.get("LIVECUT_CONNECT_RATE_LIMIT", "120"), help="Socket.IO connections per minute per key or address (default 120)")
+    up.add_argument("--media-url-ttl", type=_at_least_zero(float), default=os.environ.get("LIVECUT_MEDIA_URL_TTL", "3600"), help="seconds a signed media URL stays valid (default 3600)")
+    up.add_argument("--profiles-dir", type=_folder, default=os.environ.get("LIVECUT_PROFILES_DIR", ""), help="HUD game profiles (one folder per profile) that channels may name in hud.profile, beside the bundled ones (default: bundled only)")
+    up.add_argument("--models-dir", type=_folder, default=os.environ.get("LIVECUT_MODELS_DIR", ""), help="whisper models (one CTranslate2 folder per model) that channels may name in speech.model (default: only the bundled tiny.en)")
     up.add_argument("--demo", action="store_true", help="also register a demo channel fed by a bundled sample broadcast")
     up.add_argument("--log-level", default=os.environ.get("LIVECUT_LOG_LEVEL", "INFO"))
     _add_vods_parser(sub)
+    from supervisor import keys_cli
+
+    keys_cli.add_parser(sub)
     return parser.parse_args(argv)
+
+
+def _positive_count(text: str) -> int:
+    """An argparse type: a count (connections, requests per minute), 1 to 1,000,000."""
+    value = _at_least_zero(int)(text)
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 1000000: {text!r}")
+    return value
+
+
+def _at_least_zero(kind):
+    """An argparse type: a number of ``kind`` (int or float), 0 or more, at most 2**50."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not 0 <= value <= 2**50:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be between 0 and 2**50: {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _folder(text: str) -> str:
+    """An argparse type: an existing folder, made absolute (actors and VOD tasks run elsewhere)."""
+    if text and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"not a folder: {text!r}")
+    return str(Path(text).resolve()) if text else ""
 
 
 def _add_vods_parser(sub) -> None:
@@ -67,6 +112,10 @@ def _add_vods_parser(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "keys":
+        from supervisor import keys_cli
+
+        return keys_cli.main(args)
     if args.command == "vods":
         from supervisor import vods_cli
 
@@ -80,12 +129,16 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         rtmp_port=args.rtmp_port,
+        rtmp_connections_per_ip=args.rtmp_connections_per_ip,
+        rtmp_publish_rate=args.rtmp_publish_rate,
         public_host=args.public_host,
         database_url=os.environ.get("DATABASE_URL", ""),
         redis_url=os.environ.get("REDIS_URL", ""),
         ray_address=args.ray_address,
         api_key=load_api_key(data_dir),
         allow_private_urls=args.allow_private_urls,
+        profiles_dir=args.profiles_dir,
+        models_dir=args.models_dir,
         public_ip=args.public_ip,
         streams_per_node=args.streams_per_node,
         max_streams=args.max_streams,
@@ -94,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         max_vod_jobs=args.max_vod_jobs,
         vod_shard_seconds=args.vod_shard_seconds,
         max_upload_bytes=args.max_upload_bytes,
+        retention_days=args.retention_days,
+        retention_bytes=args.retention_bytes,
+        min_free_bytes=args.min_free_bytes,
+        metrics_token=args.metrics_token,
+        rate_limit=args.rate_limit,
+        media_rate_limit=args.media_rate_limit,
+        connect_rate_limit=args.connect_rate_limit,
+        media_url_ttl=args.media_url_ttl,
     )
     from supervisor.service import run_service
 

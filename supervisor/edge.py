@@ -56,26 +56,29 @@ class PublishRouter:
     async def _open(self, channel_id: str) -> PublishSink | None:
         self.publishing.add(channel_id)  # before any await: two racing publishes cannot both pass
         try:
-            endpoint = await self._endpoint(channel_id)
-            if endpoint is None:
+            ticket = await self._ingest_ticket(channel_id)
+            if ticket is None:
                 log.warning("channel %s has no ready stream actor; publish refused", channel_id)
                 self.publishing.discard(channel_id)
                 return None
-            return _ReleasingSink(await open_tcp_sink(*endpoint), lambda: self.publishing.discard(channel_id))
+            host, port, token = ticket
+            sink = await open_tcp_sink(host, port, token)
+            return _ReleasingSink(sink, lambda: self.publishing.discard(channel_id))
         except BaseException:
             self.publishing.discard(channel_id)
             raise
 
-    async def _endpoint(self, channel_id: str) -> tuple[str, int] | None:
+    async def _ingest_ticket(self, channel_id: str) -> tuple[str, int, str] | None:
+        """(host, port, one-time token) of the channel's FLV listener, from its stream actor."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ACTOR_WAIT
         poked = False
         while loop.time() < deadline:
             try:
                 actor = await asyncio.to_thread(ray.get_actor, stream_actor_name(channel_id), NAMESPACE)
-                endpoint = await asyncio.wait_for(actor.ingest_endpoint.remote(), 5)
-                if endpoint:
-                    return tuple(endpoint)
+                ticket = await asyncio.wait_for(actor.ingest_endpoint.remote(), 5)
+                if ticket:
+                    return tuple(ticket)
             except (ValueError, asyncio.TimeoutError, ray.exceptions.RayError):
                 if not poked:
                     self.supervisor.reconcile.remote()

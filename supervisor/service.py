@@ -28,6 +28,8 @@ from records.settings import Settings
 from records.store import Store
 from supervisor.demo import DemoPublisher, ensure_demo_channel, sample_path
 from supervisor.edge import PublishRouter
+from supervisor.retention import RetentionSweeper, remove_orphan_rings
+from records.retention import RetentionLimits
 from vod.jobs import VodOptions, VodScheduler
 from supervisor.supervisor import NAMESPACE, STREAM_SLOT, SUPERVISOR_NAME, Supervisor, SupervisorConfig
 
@@ -96,10 +98,13 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
             dsn=dsn,
             data_dir=str(data_dir),
             allow_private_urls=settings.allow_private_urls,
+            profiles_dir=settings.profiles_dir,
+            models_dir=settings.models_dir,
             actor_gpus=settings.actor_gpus,
             # on a cluster whose nodes advertise no slots, placement falls back to CPU requests alone
             use_stream_slots=STREAM_SLOT in ray.cluster_resources(),
             heartbeat_timeout=settings.heartbeat_timeout,
+            min_free_bytes=settings.min_free_bytes,
         )
         supervisor = (
             ray.remote(Supervisor)
@@ -120,8 +125,22 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         relay = asyncio.create_task(OutboxRelay(store, redis, dsn).run(stop_relay))
         stack.push_async_callback(_stop_task, relay, stop_relay)
 
+        # ring folders of channels deleted while livecut was down (or whose actor did not answer)
+        active = {c["id"] for c in await store.list_channels()}
+        if removed := await asyncio.to_thread(remove_orphan_rings, data_dir, active):
+            log.info("removed the ring folders of %d deleted channel(s)", len(removed))
+        sweeper = RetentionSweeper(store, RetentionLimits(
+            max_age_days=settings.retention_days, max_bytes=settings.retention_bytes
+        ))
+        stop_sweeper = asyncio.Event()
+        sweeper_task = asyncio.create_task(sweeper.run(stop_sweeper))
+        stack.push_async_callback(_stop_task, sweeper_task, stop_sweeper)
+
         router = PublishRouter(store, supervisor)
-        rtmp = RtmpServer(settings.host, settings.rtmp_port, router)
+        rtmp = RtmpServer(
+            settings.host, settings.rtmp_port, router,
+            max_connections_per_ip=settings.rtmp_connections_per_ip, publish_rate=settings.rtmp_publish_rate,
+        )
         await rtmp.start()
         stack.push_async_callback(rtmp.stop)
         whip = WhipIngest(router.open_for_whip, WhipOptions(public_ip=settings.public_ip or None))
@@ -133,6 +152,8 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
             shard_seconds=settings.vod_shard_seconds,
             gpus=settings.actor_gpus,
             allow_private_urls=settings.allow_private_urls,
+            profiles_dir=settings.profiles_dir,
+            models_dir=settings.models_dir,
         ), uploads=uploads)
         stop_vods = asyncio.Event()
         vod_task = asyncio.create_task(vods.run(stop_vods))
@@ -165,7 +186,7 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
             f"  feed:     {settings.base_url}/?key={settings.api_key}\n"
             f"  RTMP:     {settings.rtmp_url}/<stream key>   (keys: POST /api/channels)\n"
             f"  WHIP:     {settings.base_url}/whip/<channel id>   (Bearer: the stream key)\n"
-            f"  API key:  {settings.api_key}{demo_line}\n"
+            f"  API key:  {settings.api_key}   (admin; scoped keys: livecut keys create --scope read){demo_line}\n"
             f"  data:     {data_dir}\n"
             f"Ctrl-C stops everything.\n",
             flush=True,

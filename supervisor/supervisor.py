@@ -36,12 +36,15 @@ class SupervisorConfig(msgspec.Struct, kw_only=True):
     data_dir: str
     base_url: str = ""
     allow_private_urls: bool = False
+    profiles_dir: str = ""  # the operator's named HUD profiles and whisper models (ActorConfig)
+    models_dir: str = ""
     actor_cpus: float = 0.25  # Ray CPU request per stream actor
     actor_gpus: float = 0.0  # e.g. 0.25: four stream actors share one GPU
     use_stream_slots: bool = True  # request one STREAM_SLOT per actor (nodes advertise how many they take)
     heartbeat_timeout: float = 20.0  # seconds without a health report before the actor is restarted
     max_ingest_lag: float = 30.0  # seconds behind the source before the actor is restarted
     max_detector_lag: float = 60.0  # seconds the detectors may trail the ring buffer
+    min_free_bytes: int = 1024**3  # free space on the data dir's disk below which actors refuse new clips
 
 
 class Supervisor:
@@ -100,7 +103,8 @@ class Supervisor:
             for channel_id in set(self.actors) - set(channels):
                 # in the background: a graceful stop waits for the clip in progress, and
                 # other channels must not wait for it
-                task = self._stopping[channel_id] = asyncio.create_task(self._stop(channel_id))
+                # the channel is gone: its ring folder goes with the actor (clips stay)
+                task = self._stopping[channel_id] = asyncio.create_task(self._stop(channel_id, discard=True))
                 task.add_done_callback(lambda _, cid=channel_id: self._stopping.pop(cid, None))
                 stopped.append(channel_id)
             return {"running": sorted(started), "stopped": stopped}
@@ -142,7 +146,8 @@ class Supervisor:
     def _create(self, channel: dict) -> ray.actor.ActorHandle:
         actor_config = ActorConfig(
             dsn=self.config.dsn, data_dir=self.config.data_dir, base_url=self.config.base_url,
-            allow_private_urls=self.config.allow_private_urls,
+            allow_private_urls=self.config.allow_private_urls, min_free_bytes=self.config.min_free_bytes,
+            profiles_dir=self.config.profiles_dir, models_dir=self.config.models_dir,
         )
         return (
             ray.remote(StreamActor)
@@ -160,11 +165,16 @@ class Supervisor:
             .remote(channel, actor_config)
         )
 
-    async def _stop(self, channel_id: str) -> None:
+    async def _stop(self, channel_id: str, discard: bool = False) -> None:
+        """Stop the actor gracefully; ``discard``: its channel was deleted, so it also removes
+        its ring folder (on its own node) once stopped. A folder left by an actor that did not
+        answer goes at the next start (``supervisor.retention.remove_orphan_rings``)."""
         handle = self.actors.pop(channel_id)
         self.started_at.pop(channel_id, None)
         try:
             await asyncio.wait_for(handle.stop.remote(), CALL_TIMEOUT)
+            if discard:
+                await asyncio.wait_for(handle.discard_ring.remote(), CALL_TIMEOUT)
         except Exception as exc:
             log.warning("stream actor %s did not stop cleanly: %s", channel_id, exc)
         ray.kill(handle, no_restart=True)

@@ -41,7 +41,8 @@ async def redis(redis_url):
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(data_dir=str(tmp_path), api_key=KEY, port=8123, rtmp_port=1936, public_host="clips.example")
+    return Settings(data_dir=str(tmp_path), api_key=KEY, port=8123, rtmp_port=1936, public_host="clips.example",
+                    rate_limit=100_000)  # the same key across the run's apps: keep the shared budget out of the way
 
 
 @pytest.fixture
@@ -89,20 +90,23 @@ async def test_missing_or_wrong_key_is_401_json(client):
     assert_error(await client.get("/api/channels"), 401, "unauthorized")
     assert_error(await client.get("/api/channels", headers={"Authorization": "Bearer nope"}), 401, "unauthorized")
     assert_error(await client.get("/api/channels", headers={"Authorization": KEY}), 401, "unauthorized")
-    assert_error(await client.get("/api/clips", params={"token": KEY}), 401, "unauthorized")  # token: media only
+    assert_error(await client.get("/api/clips", params={"token": KEY}), 401, "unauthorized")  # no key in URLs
     assert_error(await client.post("/api/channels", json={"name": "a", "source": "rtmp"}), 401, "unauthorized")
     assert (await client.get("/api/channels", headers=AUTH)).status_code == 200
 
 
-async def test_media_accepts_token_query(client, store, tmp_path):
+async def test_media_wants_a_signed_url_or_a_key(client, store, tmp_path):
     channel = await store.create_channel(ChannelCreate(name="a", source="rtmp"), {})
     clip = await make_clip(store, channel["id"], tmp_path)
     url = f"/api/clips/{clip.id}/video"
     assert_error(await client.get(url), 401, "unauthorized")
     assert_error(await client.get(url, params={"token": "wrong"}), 401, "unauthorized")
-    ok = await client.get(url, params={"token": KEY})
+    # the API key in the URL no longer opens media (it leaked into history and logs)
+    assert_error(await client.get(url, params={"token": KEY}), 401, "unauthorized")
+    signed = (await client.get(f"/api/clips/{clip.id}", headers=AUTH)).json()
+    ok = await client.get(signed["video_url"])
     assert ok.status_code == 200 and ok.content == bytes(range(256)) * 4
-    assert (await client.get(f"/api/clips/{clip.id}/thumbnail", params={"token": KEY})).status_code == 200
+    assert (await client.get(signed["thumbnail_url"])).status_code == 200
     assert (await client.get(url, headers=AUTH)).status_code == 200
 
 
@@ -132,6 +136,16 @@ BAD_BODIES = [
     (b'{"name": "a", "source": "url", "url": "hls://http://localhost/x.m3u8"}', "private"),
     (b'{"name": "a", "source": "url", "url": "/srv/videos/match.mp4"}', "local"),
     (b'{"name": "a", "source": "url", "url": "file:///srv/videos/match.mp4"}', "local"),
+    # addresses in the forms the C library (and so FFmpeg) reads as loopback: judged as that
+    (b'{"name": "a", "source": "url", "url": "rtsp://127.1/cam"}', "private"),
+    (b'{"name": "a", "source": "url", "url": "rtsp://2130706433/cam"}', "private"),
+    (b'{"name": "a", "source": "url", "url": "rtsp://0x7f.1/cam"}', "private"),
+    (b'{"name": "a", "source": "url", "url": "rtsp://[::ffff:127.0.0.1]/cam"}', "private"),
+    (b'{"name": "a", "source": "url", "url": "http://127.1:8080/x.ts"}', "private"),
+    (b'{"name": "a", "source": "url", "url": "http://2130706433/x.ts"}', "private"),
+    (b'{"name": "a", "source": "url", "url": "http://0177.0.0.1/x.ts"}', "private"),
+    (b'{"name": "a", "source": "url", "url": "https://[::ffff:127.0.0.1]/x.m3u8"}', "private"),
+    (b'{"name": "a", "source": "url", "url": "rtsps://[::ffff:7f00:1]:322/cam"}', "private"),
     (b'{"name": "a", "source": "rtmp", "settings": {"definitely_not_a_setting": true}}', "settings"),
     (b'{"name": "a", "source": "rtmp", "settings": []}', "settings"),
     (b'{"name": "a", "source": "rtmp", "settings": {"profile": "opera"}}', "unknown profile 'opera'"),
@@ -146,6 +160,24 @@ async def test_bad_channel_bodies_are_invalid_request(client, control):
         assert fragment.lower() in err["message"].lower(), (body, err)
     assert control.calls == 0
     assert (await client.get("/api/channels", headers=AUTH)).json() == {"items": []}
+
+
+@pytest.mark.parametrize("url", ["rtsp://cam.loopback.test/live", "http://cdn.loopback.test/x.ts",
+                                 "hls://https://cdn.loopback.test/x.m3u8"])
+async def test_a_name_resolving_to_loopback_is_refused(client, control, monkeypatch, url):
+    """The API resolves the host (once, off the event loop) and refuses a name with any
+    non-public address; the resolver is the URL policy's seam."""
+    from records import url_policy
+
+    def resolver(host, port, **kwargs):
+        assert host.endswith("loopback.test"), host
+        return [(2, 1, 6, "", ("93.184.216.34", port)), (2, 1, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(url_policy, "system_resolver", resolver)
+    resp = await client.post("/api/channels", json={"name": "a", "source": "url", "url": url}, headers=AUTH)
+    err = assert_error(resp, 422, "invalid_request")
+    assert "resolves to a loopback" in err["message"] and "127.0.0.1" not in err["message"], err
+    assert control.calls == 0
 
 
 async def test_private_and_local_urls_allowed_when_configured(tmp_path, store, redis, control):
@@ -173,7 +205,7 @@ async def test_unknown_routes_and_methods(client):
     assert_error(await client.get("/api/channels/nope/events", headers=AUTH), 404, "not_found")
     assert_error(await client.get("/api/clips/nope", headers=AUTH), 404, "not_found")
     assert_error(await client.get("/api/clips/nope/video", headers=AUTH), 404, "not_found")
-    assert_error(await client.get("/api/clips/nope/thumbnail", params={"token": KEY}), 404, "not_found")
+    assert_error(await client.get("/api/clips/nope/thumbnail", headers=AUTH), 404, "not_found")
 
 
 # -- channels ------------------------------------------------------------------------------
@@ -197,7 +229,9 @@ async def test_channel_lifecycle(client, control, settings, store, tmp_path):
     assert control.calls == 2
 
     got = await client.get(f"/api/channels/{created['id']}", headers=AUTH)
-    assert got.status_code == 200 and got.json() == created
+    assert got.status_code == 200
+    # the stream key is shown to its creator only (and on rotation), never in reads
+    assert got.json() == {**created, "ingest": {"rtmp_url": created["ingest"]["rtmp_url"]}}
     listed = (await client.get("/api/channels", headers=AUTH)).json()["items"]
     assert [c["id"] for c in listed] == [created["id"], url_resp.json()["id"]]
 
@@ -284,9 +318,10 @@ async def test_get_clip_is_the_notification(client, store, tmp_path):
     channel = await store.create_channel(ChannelCreate(name="a", source="rtmp"), {})
     clip = await make_clip(store, channel["id"], tmp_path, start=40.0, transcript="goal!")
     body = (await client.get(f"/api/clips/{clip.id}", headers=AUTH)).json()
-    assert body == msgspec.to_builtins(clip.notification())
-    assert body["video_url"] == f"/api/clips/{clip.id}/video"
-    assert body["thumbnail_url"] == f"/api/clips/{clip.id}/thumbnail"
+    unsigned = {k: v.split("?")[0] if k.endswith("_url") else v for k, v in body.items()}
+    assert unsigned == msgspec.to_builtins(clip.notification())  # with its media URLs signed
+    assert body["video_url"].startswith(f"/api/clips/{clip.id}/video?exp=")
+    assert body["thumbnail_url"].startswith(f"/api/clips/{clip.id}/thumbnail?exp=")
     assert body["transcript"] == "goal!" and body["stream_start"] == 40.0
 
 
@@ -302,7 +337,7 @@ async def test_video_range_requests(client, store, tmp_path):
     assert full.headers["accept-ranges"] == "bytes"
     assert full.content == data
 
-    part = await client.get(url, params={"token": KEY}, headers={"Range": "bytes=100-1099"})
+    part = await client.get(url, headers={**AUTH, "Range": "bytes=100-1099"})
     assert part.status_code == 206
     assert part.headers["content-range"] == "bytes 100-1099/10000"
     assert part.headers["content-type"] == "video/mp4"
@@ -329,7 +364,7 @@ async def test_thumbnail_and_missing_media(client, store, tmp_path):
     assert thumb.status_code == 200
     assert thumb.headers["content-type"] == "image/jpeg"
     assert thumb.content.startswith(b"\xff\xd8")
-    (tmp_path / f"{clip.id}.mp4").unlink()
+    (tmp_path / clip.video_path).unlink()  # (files are named before the commit gives the id)
     err = assert_error(await client.get(f"/api/clips/{clip.id}/video", headers=AUTH), 404, "not_found")
     assert "missing" in err["message"]
 

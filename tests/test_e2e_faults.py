@@ -15,7 +15,8 @@ def _new_rtmp_channel(stack, name: str) -> dict:
     response = stack.api("POST", "/api/channels", json={"name": name, "source": "rtmp"})
     assert response.status_code == 201, response.text
     channel = response.json()
-    return stack.wait_channel(channel["id"], lambda c: c["health"] is not None and c["health"]["pid"] > 0)
+    ready = stack.wait_channel(channel["id"], lambda c: c["health"] is not None and c["health"]["pid"] > 0)
+    return {**ready, "ingest": channel["ingest"]}  # the stream key is shown on create only
 
 
 def _publish(ffmpeg: str, channel: dict, seconds: int) -> subprocess.Popen:

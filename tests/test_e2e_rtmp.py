@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from pathlib import Path
 
 import asyncpg
 import av
+import httpx
 import pytest
 
 from bench.broadcast import make_broadcast
@@ -57,8 +59,9 @@ def run(tmp_path_factory, livecut_stack, ffmpeg, espeak):
     except BaseException:
         print(stack.log_tail(200))
         raise
-    yield {"truth": truth, "clips": clips, "channel": channel, "after_push": after, "dsn": stack.database_url,
-           "acks": subscriber.acks, "stack": stack, "media": work / "broadcast.mp4", "both_live": both_live}
+    yield {"truth": truth, "clips": clips, "channel": channel, "second": second, "after_push": after,
+           "dsn": stack.database_url, "acks": subscriber.acks, "stack": stack, "media": work / "broadcast.mp4",
+           "both_live": both_live}
 
 
 def _wait_both_live(stack, first: str, second: str, timeout: float) -> list[dict]:
@@ -74,7 +77,8 @@ def _wait_both_live(stack, first: str, second: str, timeout: float) -> list[dict
 def test_two_channels_publish_at_once_on_one_port(run):
     first, second = run["both_live"]
     assert first["ingest"]["rtmp_url"] == second["ingest"]["rtmp_url"]  # one port for every channel
-    assert first["ingest"]["stream_key"] != second["ingest"]["stream_key"]
+    assert run["channel"]["ingest"]["stream_key"] != run["second"]["ingest"]["stream_key"]
+    assert "stream_key" not in first["ingest"] and "stream_key" not in second["ingest"]  # shown on create only
     assert first["status"] == second["status"] == "live"
 
 
@@ -96,10 +100,23 @@ def test_calm_parts_give_no_clip(run):
 SNAP_MAX = 3.0  # detectors.boundaries.snap_clip's max_extend
 
 
+def _rows(run) -> dict[str, dict]:
+    async def rows():
+        conn = await asyncpg.connect(run["dsn"])
+        try:
+            return {r["id"]: dict(r) for r in await conn.fetch("SELECT * FROM clips WHERE channel_id = $1", run["channel"]["id"])}
+        finally:
+            await conn.close()
+
+    return asyncio.run(rows())
+
+
 def test_clips_are_valid_mp4_of_the_right_length(run):
     stack = run["stack"]
+    stored = _rows(run)
     for clip in run["clips"]:
-        path = stack.data_dir / "clips" / run["channel"]["id"] / f"{clip['id']}.mp4"
+        path = Path(stored[clip["id"]]["video_path"])
+        assert path.parent == stack.data_dir / "clips" / run["channel"]["id"]
         with av.open(str(path)) as container:
             assert container.format.name.startswith("mov,mp4")
             kinds = sorted(s.type for s in container.streams)
@@ -117,14 +134,7 @@ def test_clips_are_valid_mp4_of_the_right_length(run):
 
 
 def test_postgres_rows_match_the_notifications(run):
-    async def rows():
-        conn = await asyncpg.connect(run["dsn"])
-        try:
-            return {r["id"]: dict(r) for r in await conn.fetch("SELECT * FROM clips WHERE channel_id = $1", run["channel"]["id"])}
-        finally:
-            await conn.close()
-
-    stored = asyncio.run(rows())
+    stored = _rows(run)
     assert set(stored) == {c["id"] for c in run["clips"]}
     for clip in run["clips"]:
         row = stored[clip["id"]]
@@ -133,7 +143,10 @@ def test_postgres_rows_match_the_notifications(run):
         assert row["stream_end"] == pytest.approx(clip["stream_end"])
         assert row["score"] == pytest.approx(clip["score"])
         assert row["transcript"] == clip["transcript"]
-        assert clip["video_url"] == f"/api/clips/{clip['id']}/video"
+        # a signed, short-lived URL that opens the file without an API key
+        assert clip["video_url"].startswith(f"/api/clips/{clip['id']}/video?exp=")
+        video = httpx.get(f"{run['stack'].base_url}{clip['video_url']}", timeout=10)
+        assert video.status_code == 200 and video.content == Path(row["video_path"]).read_bytes()
 
 
 def test_publish_end_leaves_channel_offline(run):

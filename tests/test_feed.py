@@ -13,7 +13,7 @@ import uvicorn
 
 from conftest import free_port
 from gateway.app import create_app
-from gateway.feed import room_of
+from gateway.feed import Feed, Follow, room_of
 from records.outbox import OutboxRelay
 from records.settings import Settings
 from records.wire import ChannelCreate, ClipRecord, MomentEvent, new_clip_id
@@ -57,12 +57,14 @@ class Client:
     def __init__(self) -> None:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.clips: list[dict] = []
+        self.signed: list[dict] = []
         self.arrived = asyncio.Event()
         self.connect_error = None
 
         @self.sio.on("clip")
         async def on_clip(data):
-            self.clips.append(data)
+            self.signed.append(data)  # as sent: media URLs signed at each emit
+            self.clips.append({k: v.split("?")[0] if k.endswith("_url") else v for k, v in data.items()})
             self.arrived.set()
 
         @self.sio.on("connect_error")
@@ -157,6 +159,8 @@ async def test_subscribe_then_a_committed_clip_arrives(gateway, store, relay):
         expected = msgspec.to_builtins(row.notification())
         assert first.clips == [expected] and second.clips == [expected]
         assert expected["video_url"] == f"/api/clips/{stored.id}/video"
+        assert all(c["video_url"].startswith(f"/api/clips/{stored.id}/video?exp=") and "&sig=" in c["video_url"]
+                   for c in first.signed + second.signed)
         assert expected["signals"] == {"loudness": 1.4, "keyword": 0.9}
     finally:
         await first.sio.disconnect()
@@ -285,3 +289,59 @@ async def test_relay_survives_a_dropped_redis_connection(gateway, store, relay, 
         assert client.ids() == [c1.id, c2.id]
     finally:
         await client.sio.disconnect()
+
+
+async def test_resume_gets_a_clip_cut_on_a_host_whose_clock_is_behind(gateway, store, relay):
+    """Ids come from Postgres at commit: a clip cut on a host whose clock is an hour behind,
+    committed after the subscriber's last clip, still sorts after it and is caught up."""
+    import time
+
+    url, _ = gateway
+    channel_id = await new_channel(store)
+    seen = await commit(store, channel_id, 0.0)
+    behind = ClipRecord(
+        id=f"{(time.time_ns() // 1000 - 3600 * 10**6):014x}00c10c00",  # what that host's clock made
+        channel_id=channel_id, stream_start=20.0, stream_end=32.5, score=1.5, signals={"loudness": 1.5},
+        transcript="", video_path="/v.mp4", thumbnail_path="/t.jpg", duration=12.5, created_at="",
+    )
+    late = await store.commit_clip(behind, MomentEvent(t=28.0, score=1.5, signals=behind.signals))
+    await relay.drain()
+    client = await Client().connect(url)
+    try:
+        assert await client.subscribe(channel_id, last_clip_id=seen.id) == {"ok": True}
+        assert client.ids() == [late.id]
+    finally:
+        await client.sio.disconnect()
+
+
+class FlakyEmitFeed(Feed):
+    """The feed with an emit that fails the first time (a send error), and a record of emits."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.emitted: list[tuple[str, str]] = []
+        self.failures = 1
+
+    async def _emit(self, event: str, payload: dict, **to) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionResetError("the emit failed")
+        self.emitted.append((event, payload["id"]))
+        await super()._emit(event, payload, **to)
+
+
+async def test_the_relay_moves_past_an_entry_only_once_it_was_emitted(gateway, store, redis, relay):
+    _, app_feed = gateway
+    feed = FlakyEmitFeed(app_feed.auth, store, redis, signer=app_feed.signer, block_ms=200)
+    channel_id = await new_channel(store)
+    topic = room_of(channel_id)
+    feed.subs[topic] = {}
+    feed.follows[topic] = Follow("0-0")
+    clip = await commit(store, channel_id)
+    assert await relay.drain() == 1
+    with pytest.raises(ConnectionResetError):
+        await feed._relay_once()
+    assert feed.follows[topic].last_id == "0-0" and feed.emitted == []  # not moved past it
+    await feed._relay_once()  # the relay reads it again, and this emit works
+    assert feed.emitted == [("clip", clip.id)]
+    assert feed.follows[topic].last_id != "0-0"

@@ -19,7 +19,7 @@ import pytest
 
 import hud_fixture as F
 from detectors import hud_models
-from detectors.hud import HudDetector, ProfileError, bundled_profiles, load_profile
+from detectors.hud import HudDetector, ProfileError, bundled_profiles, load_profile, load_profile_file
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "detectors" / "profiles" / "example_shooter"
@@ -79,7 +79,7 @@ def summary(signals) -> list[tuple[float, str]]:
 def test_example_profile_loads():
     assert "example_shooter" in bundled_profiles()
     p = load_profile("example_shooter")
-    assert p == load_profile(EXAMPLE / "profile.json")
+    assert p == load_profile_file(EXAMPLE / "profile.json")
     assert (p.frame_width, p.frame_height) == (640, 360)
     assert set(p.regions) == {"banner", "killfeed"}
     assert Path(p.templates[0].file).is_absolute() and Path(p.templates[0].file).is_file()
@@ -94,14 +94,15 @@ def test_a_toml_profile_loads_like_json(tmp_path):
         "[regions]\nfeed = [0.35, 0.04, 0.3, 0.2]\n"
         '[[templates]]\nregion = "feed"\nfile = "icon.png"\nevent = "kill"\n'
     )
-    p = load_profile(tmp_path / "game.toml")
+    p = load_profile_file(tmp_path / "game.toml")
     assert p.templates[0].file == str((tmp_path / "icon.png").resolve())
     assert p.templates[0].threshold == 0.8 and p.cooldown == 2.0
 
 
 def _write(tmp_path: Path, **changes) -> Path:
     raw = json.loads((EXAMPLE / "profile.json").read_text())
-    raw["templates"][0]["file"] = str(EXAMPLE / "templates" / "kill_icon.png")
+    (tmp_path / "templates").mkdir(exist_ok=True)
+    (tmp_path / "templates" / "kill_icon.png").write_bytes((EXAMPLE / "templates" / "kill_icon.png").read_bytes())
     for key, value in changes.items():
         if value is None:
             raw.pop(key)
@@ -123,15 +124,17 @@ def _write(tmp_path: Path, **changes) -> Path:
         ({"ocr": [{"region": "scoreboard", "pattern": "WIN", "event": "win"}]}, "region 'scoreboard', which is not in regions"),
         ({"ocr": [{"region": "banner", "pattern": "(KILLS", "event": "multikill"}]}, "not a valid regex"),
         ({"ocr": [{"region": "banner", "pattern": "X", "event": "x", "colour": 1}]}, "unknown field `colour` - at `$.ocr[0]`"),
-        ({"templates": [{"region": "killfeed", "file": "nope.png", "event": "kill"}]}, "template file 'nope.png' not found"),
-        ({"yolo": {"weights": "nope.onnx", "classes": {"0": {"event": "kill"}}}}, "yolo weights 'nope.onnx' not found"),
+        ({"templates": [{"region": "killfeed", "file": "nope.png", "event": "kill"}]},
+         "template file 'nope.png': no regular file of that name inside its folder"),
+        ({"yolo": {"weights": "nope.onnx", "classes": {"0": {"event": "kill"}}}},
+         "yolo weights 'nope.onnx': no regular file of that name inside its folder"),
         ({"change_area": 0}, "change_area must be in (0, 1]"),
     ],
 )
 def test_a_bad_profile_gives_a_clear_error(tmp_path, changes, message):
     path = _write(tmp_path, **changes)
     with pytest.raises(ProfileError) as err:
-        load_profile(path)
+        load_profile_file(path)
     assert message in str(err.value)
     assert str(path) in str(err.value)
 
@@ -139,8 +142,8 @@ def test_a_bad_profile_gives_a_clear_error(tmp_path, changes, message):
 def test_other_profile_errors(tmp_path):
     (tmp_path / "broken.json").write_text("{\"name\": ")
     with pytest.raises(ProfileError, match="broken.json: Input data was truncated"):
-        load_profile(tmp_path / "broken.json")
-    with pytest.raises(ProfileError, match="no bundled profile"):
+        load_profile_file(tmp_path / "broken.json")
+    with pytest.raises(ProfileError, match="no game profile named 'no_such_game' bundled"):
         load_profile("no_such_game")
     # A template bigger than its region is found when the detector loads it.
     p = msgspec.structs.replace(load_profile("example_shooter"), ocr=[], regions={"banner": (0.1, 0.3, 0.8, 0.25), "killfeed": (0.4, 0.05, 0.02, 0.02)})
@@ -399,7 +402,7 @@ def test_yolo_onnx_export_runs_in_our_wrapper_and_is_gated(tmp_path, monkeypatch
         "yolo": {"weights": weights.name, "region": "banner", "classes": {"skull": {"event": "kill", "min_confidence": 0.99}}},
     }
     (tmp_path / "profile.json").write_text(json.dumps(profile))
-    det = HudDetector(load_profile(tmp_path / "profile.json"))
+    det = HudDetector(load_profile_file(tmp_path / "profile.json"))
     seq = F.sequence(PLAN, 24, fps=2.0, scene_from=CUTS)
     signals, _, yolo_at = run(det, seq)
     assert signals == []  # random weights are never 99 % sure
@@ -409,7 +412,7 @@ def test_yolo_onnx_export_runs_in_our_wrapper_and_is_gated(tmp_path, monkeypatch
     # on the first frame, through a bare onnxruntime session this time.
     profile["yolo"]["classes"] = {"0": {"event": "kill", "min_confidence": 0.0}}
     (tmp_path / "profile.json").write_text(json.dumps(profile))
-    det = HudDetector(load_profile(tmp_path / "profile.json"), yolo_session=model.session)
+    det = HudDetector(load_profile_file(tmp_path / "profile.json"), yolo_session=model.session)
     signals, _, _ = run(det, seq)
     assert signals[0].t == 0.0 and signals[0].detail.startswith("kill: kill_icon ")
     assert os.path.getsize(weights) > 1_000_000

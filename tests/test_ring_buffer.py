@@ -281,3 +281,105 @@ def test_unsupported_audio_codec_buffers_video_only(tmp_path):
     ring.end_session()
     kinds = {p[0] for s in ring.segments() for p in read_segment(s.path, s.start)}
     assert kinds == {"video"} and ring.seconds_buffered > 2.5
+
+
+# -- hard bounds and forced cuts (issue 10, point 7) ----------------------------------------
+
+def _sparse_keyframes(path: Path, seconds: float, gop_frames: int, bitrate: str = "300k") -> Path:
+    """H.264 + AAC whose keyframes are ``gop_frames`` apart (no scene-cut keyframes)."""
+    subprocess.run(
+        [*FFMPEG, "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={FPS}",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(seconds),
+         "-c:v", "libx264", "-preset", "veryfast", "-g", str(gop_frames), "-keyint_min", str(gop_frames),
+         "-sc_threshold", "0", "-b:v", bitrate, "-pix_fmt", "yuv420p",
+         "-c:a", "aac", "-b:a", "64k", "-f", "flv", str(path)],
+        check=True,
+    )
+    return path
+
+
+@pytest.mark.parametrize("bad", [
+    {"segment_seconds": 1e9},
+    {"segment_seconds": 0},
+    {"max_seconds": 0.5},
+    {"max_seconds": 1e9},
+    {"max_bytes": 10},
+    {"max_bytes": 2**62},
+    {"max_segment_seconds": 1e9},
+    {"max_segment_bytes": 2**40},
+    {"segment_seconds": 30, "max_segment_seconds": 10},
+])
+def test_ring_option_out_of_bounds_is_refused(bad, tmp_path):
+    from stream_actor.settings import validate_channel_settings
+
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert(bad, RingOptions)
+    with pytest.raises(msgspec.ValidationError):  # through a channel's settings too
+        validate_channel_settings({"ring": bad})
+    with pytest.raises(ValueError):  # and a Struct built in code (ValidationError is a ValueError)
+        RingBuffer(tmp_path / "ring", RingOptions(**bad))
+
+
+def test_stream_without_keyframes_is_cut_at_the_segment_cap(tmp_path):
+    """One keyframe, then none for 20 s: the open segment is closed every 3 s anyway, and
+    eviction keeps the ring bounded, instead of one file growing forever."""
+    src = _sparse_keyframes(tmp_path / "nokey.flv", 20, gop_frames=100_000)
+    ring = RingBuffer(tmp_path / "ring", RingOptions(max_seconds=9, max_segment_seconds=3))
+    written = feed(src, ring, StreamClock())
+    assert written > 0
+    open_segment = ring.segments()[-1]
+    assert open_segment.open and open_segment.duration <= 3.5  # + the B-frame reorder delay
+    ring.end_session()
+    segments = ring.segments()
+    assert ring.forced_cuts >= 5
+    assert all(s.duration <= 3.5 for s in segments)
+    assert ring.seconds_buffered <= 9.0 and ring.end == pytest.approx(20.0, abs=0.3)
+    assert all(s.forced for s in segments)  # the only keyframe (t=0) is long evicted
+    on_disk = sorted(p.name for p in (tmp_path / "ring").iterdir())
+    assert on_disk == [s.path.name for s in segments]
+
+
+def test_open_segment_is_cut_at_its_byte_cap(tmp_path):
+    cap = 64 * 1024
+    src = _sparse_keyframes(tmp_path / "nokey.flv", 8, gop_frames=100_000, bitrate="1500k")
+    ring = RingBuffer(tmp_path / "ring", RingOptions(max_segment_bytes=cap))
+    feed(src, ring, StreamClock())
+    ring.end_session()
+    segments = ring.segments()
+    assert len(segments) >= 5 and ring.forced_cuts == len(segments) - 1
+    assert all(s.bytes <= cap + 32 * 1024 for s in segments)  # at most one packet past the cap
+
+
+def test_clip_after_a_forced_cut_starts_at_the_keyframe_before(tmp_path):
+    """Keyframes every 8 s, forced cuts every 3 s: a clip starting between keyframes still
+    starts on the keyframe before its start, from an earlier segment, and plays."""
+    from stream_actor.clipper import cut_clip
+
+    src = _sparse_keyframes(tmp_path / "gop8.flv", 20, gop_frames=8 * FPS)
+    ring = RingBuffer(tmp_path / "ring", RingOptions(max_segment_seconds=3))
+    feed(src, ring, StreamClock())
+    ring.end_session()
+    assert ring.forced_cuts >= 3
+    segments = ring.segments(12.5, 15.5)
+    keyframe = segments[0].keyframes[0]  # 8 s, plus the encoder's B-frame delay
+    assert 7.9 < keyframe < 8.4 and segments[1].forced and not segments[1].keyframes
+    out, thumb = tmp_path / "c.mp4", tmp_path / "c.jpg"
+    cut = cut_clip(segments, 12.5, 15.5, out, thumb)
+    assert cut.start == pytest.approx(keyframe, abs=1e-3) and cut.end == pytest.approx(15.5, abs=0.2)
+    with av.open(str(out)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    assert frames == pytest.approx((cut.end - cut.start) * FPS, abs=3)
+
+
+def test_shrink_evicts_down_to_the_kept_seconds_and_back(flv, tmp_path):
+    ring = RingBuffer(tmp_path / "ring")
+    feed(flv, ring, StreamClock())
+    ring.end_session()
+    assert ring.seconds_buffered > 11
+    ring.shrink(4.5)
+    assert ring.seconds_buffered <= 4.5 and len(ring.segments()) == 2
+    assert sorted(p.name for p in (tmp_path / "ring").iterdir()) == [s.path.name for s in ring.segments()]
+    ring.shrink(None)
+    feed(flv, ring, StreamClock())
+    ring.end_session()
+    assert ring.seconds_buffered > 11  # the full ring again

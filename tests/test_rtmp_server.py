@@ -196,8 +196,11 @@ class RawClient:
         self.controls: list[tuple[int, bytes]] = []
 
     @classmethod
-    async def open(cls, port: int) -> RawClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def open(cls, port: int, local_ip: str | None = None) -> RawClient:
+        """Connect and handshake; ``local_ip`` (another loopback address, e.g. 127.0.0.2)
+        makes the client a different peer address for the per-IP limits."""
+        local = (local_ip, 0) if local_ip else None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=local)
         client = cls(reader, writer)
         c1 = bytes(8) + os.urandom(1528)
         writer.write(b"\x03" + c1)
@@ -403,9 +406,11 @@ async def test_open_tcp_sink_forwards_flv_to_a_tcp_listener():
     target_port = target.sockets[0].getsockname()[1]
     seen = []
 
+    token = secrets.token_hex(24)
+
     async def on_publish(app, key):
         seen.append((app, key))
-        return await open_tcp_sink("127.0.0.1", target_port)
+        return await open_tcp_sink("127.0.0.1", target_port, token)
 
     server = RtmpServer("127.0.0.1", 0, on_publish)
     await server.start()
@@ -419,7 +424,8 @@ async def test_open_tcp_sink_forwards_flv_to_a_tcp_listener():
         target.close()
         await target.wait_closed()
     assert seen == [("app2", key)]
-    info = demux(received)
+    assert received.startswith(token.encode())  # the listener's one-time token comes first
+    info = demux(received[len(token):])
     assert info["frames"]["video"] >= 10 and info["frames"]["audio"] >= 10, info
     assert 0.7 <= info["duration"] <= 1.5, info
 

@@ -22,6 +22,8 @@ from bench.stack import free_port
 from stream_actor.sources import NoSource, RtspSource, UrlSource, source_for
 from stream_actor.sources.redact import redact_text, redact_url
 
+PRIVATE = {"allow_private": True}  # the test camera is on loopback (the operator's --allow-private-urls)
+
 FFMPEG = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
 USER, SECRET = "viewer", "s3cr3t-Pa55"
 
@@ -196,8 +198,12 @@ def test_plugin_claims(url, claimed):
 def test_options():
     src = source_for("url", "rtsp://cam.example.com/x")
     assert src.options.transport == "tcp" and src.port == 554
-    src = source_for("url", "rtsps://cam.example.com/x", {"transport": "udp", "quality": "ignored"})
+    src = source_for("url", "rtsps://cam.example.com/x", {"transport": "udp"})
     assert src.options.transport == "udp" and src.port == 322
+    with pytest.raises(ValueError, match="unknown field `quality`"):  # the HTTP plugin's option, not this one's
+        source_for("url", "rtsp://cam.example.com/x", {"quality": "best"})
+    with pytest.raises(ValueError, match="max_backoff"):
+        source_for("url", "rtsp://cam.example.com/x", {"max_backoff": 0})
     assert source_for("url", "rtsp://cam:8554/x").port == 8554
     with pytest.raises(ValueError, match="transport"):
         source_for("url", "rtsp://cam.example.com/x", {"transport": "carrier-pigeon"})
@@ -241,7 +247,7 @@ def test_tcp_session_yields_video_and_audio_in_real_time(camera, record_property
     assert "H264/90000" in sdp and "sprop-parameter-sets" in sdp and "mpeg4-generic/48000" in sdp.lower(), sdp
     before = _udp_sockets()
     connect_from_ready = time.monotonic() - camera.ready_at
-    reader = Reader(source_for("url", camera.url()))
+    reader = Reader(source_for("url", camera.url(), PRIVATE))
     try:
         rec = reader.wait_packets(0, 1, timeout=10)
         assert not (_udp_sockets() - before), "TCP transport uses no UDP socket"
@@ -261,7 +267,7 @@ def test_tcp_session_yields_video_and_audio_in_real_time(camera, record_property
 
 def test_udp_session_yields_video_and_audio(camera, record_property):
     before = _udp_sockets()
-    reader = Reader(source_for("url", camera.url(), {"transport": "udp"}))
+    reader = Reader(source_for("url", camera.url(), {**PRIVATE, "transport": "udp"}))
     try:
         rec = reader.wait_packets(0, 1, timeout=10)
         rtp_ports = _udp_sockets() - before
@@ -283,7 +289,7 @@ def test_sdp_without_parameter_sets(camera_media, gst_rtsp_server, tmp_path, rec
     with server:
         sdp = server.describe()
         assert "H264/90000" in sdp and "sprop-parameter-sets" not in sdp, sdp
-        reader = Reader(source_for("url", server.url()))
+        reader = Reader(source_for("url", server.url(), PRIVATE))
         try:
             rec = reader.wait_packets(0, 30, timeout=10)
             latency = rec.first_packet - rec.started
@@ -299,7 +305,7 @@ def test_sdp_without_parameter_sets(camera_media, gst_rtsp_server, tmp_path, rec
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 def test_server_drops_then_comes_back(camera, transport, record_property, caplog):
     caplog.set_level(logging.INFO, logger="stream_actor")
-    source = source_for("url", camera.url(), {"transport": transport, "min_backoff": 0.25, "max_backoff": 2.0})
+    source = source_for("url", camera.url(), {**PRIVATE, "transport": transport, "min_backoff": 0.25, "max_backoff": 2.0})
     reader = Reader(source)
     try:
         reader.wait_packets(0, 30, timeout=10)
@@ -328,7 +334,7 @@ def test_server_drops_then_comes_back(camera, transport, record_property, caplog
 
 
 def test_silent_camera_is_noticed_by_the_socket_timeout(camera):
-    source = source_for("url", camera.url(), {"timeout": 1.0, "min_backoff": 5.0})
+    source = source_for("url", camera.url(), {**PRIVATE, "timeout": 1.0, "min_backoff": 5.0})
     reader = Reader(source)
     try:
         reader.wait_packets(0, 10, timeout=10)
@@ -351,7 +357,7 @@ def test_stop_interrupts_a_read_blocked_on_a_silent_camera(camera):
     """With a long socket timeout, ``stop`` still ends the session at once: the plugin
     shuts the RTSP connection down under FFmpeg's blocked read."""
     for transport in ("tcp", "udp"):
-        source = source_for("url", camera.url(), {"transport": transport, "timeout": 30.0})
+        source = source_for("url", camera.url(), {**PRIVATE, "transport": transport, "timeout": 30.0})
         reader = Reader(source)
         try:
             reader.wait_packets(0, 10, timeout=10)
@@ -366,12 +372,12 @@ def test_stop_interrupts_a_read_blocked_on_a_silent_camera(camera):
 
 def test_stop_interrupts_backoff_and_close_ends_a_session(camera):
     camera.stop()
-    source = source_for("url", camera.url(), {"min_backoff": 20.0})
+    source = source_for("url", camera.url(), {**PRIVATE, "min_backoff": 20.0})
     reader = Reader(source)
     assert reader.wait(lambda: source.failures >= 1, timeout=5)
     assert reader.close() < 1.0  # not the 20 s backoff
     camera.start()
-    source = source_for("url", camera.url())
+    source = source_for("url", camera.url(), PRIVATE)
     reader = Reader(source)
     try:
         reader.wait_packets(0, 5, timeout=10)
@@ -386,7 +392,7 @@ def test_stop_interrupts_backoff_and_close_ends_a_session(camera):
 def test_credentials_never_logged(camera, caplog):
     caplog.set_level(logging.DEBUG)
     # a wrong password: the server answers 401, the source keeps trying
-    wrong = source_for("url", camera.url(password="not-the-" + SECRET), {"min_backoff": 0.2, "max_backoff": 0.5})
+    wrong = source_for("url", camera.url(password="not-the-" + SECRET), {**PRIVATE, "min_backoff": 0.2, "max_backoff": 0.5})
     reader = Reader(wrong)
     try:
         assert reader.wait(lambda: wrong.failures >= 2, timeout=10), reader.summary()
@@ -396,7 +402,7 @@ def test_credentials_never_logged(camera, caplog):
         reader.close()
     # the right one: a session; then the camera goes silent (a timeout error quoting the URL)
     # and dies (refused connections, each quoting the URL)
-    right = source_for("url", camera.url(), {"timeout": 1.0, "min_backoff": 0.2, "max_backoff": 0.5})
+    right = source_for("url", camera.url(), {**PRIVATE, "timeout": 1.0, "min_backoff": 0.2, "max_backoff": 0.5})
     reader = Reader(right)
     try:
         reader.wait_packets(0, 10, timeout=10)

@@ -16,17 +16,11 @@ import requests
 
 from hls_fixture import FFMPEG, Collector, DirServer, HlsServer, make_segments, segment_latencies
 from stream_actor.sources import FlvPushSource, UrlSource
+from records.guarded_http import guard_session
+from records.url_policy import UnsafeUrl, UrlPolicy, public_address
 from stream_actor.sources import url_safety
 from stream_actor.sources.base import Backoff
-from stream_actor.sources.url_safety import (
-    UnsafeUrl,
-    check_host,
-    check_url,
-    guard_http,
-    public_address,
-    redact_text,
-    redact_url,
-)
+from stream_actor.sources.url_safety import redact_text, redact_url
 
 pytestmark = pytest.mark.usefixtures("ffmpeg")  # a required peer: fails loudly when missing
 
@@ -147,10 +141,10 @@ URL_CHECKS = [
 def test_check_url(url, public_ok, private_ok):
     for allow, ok in ((False, public_ok), (True, private_ok)):
         if ok:
-            check_url(url, allow_private=allow)
+            UrlPolicy(allow_private=allow).check(url, ("http",))
         else:
             with pytest.raises(UnsafeUrl) as info:
-                check_url(url, allow_private=allow)
+                UrlPolicy(allow_private=allow).check(url, ("http",))
             assert str(info.value)
 
 
@@ -181,14 +175,13 @@ def test_check_host_checks_every_address():
         "mixed.test": ["93.184.216.34", "10.0.0.7"],  # one private answer is enough to refuse
         "meta.test": ["169.254.169.254"],
     })
-    assert check_host("good.test", 443, allow_private=False, resolver=dns, use_cache=False)
+    assert UrlPolicy(resolver=dns).resolve("good.test", 443)
     for host in ("mixed.test", "meta.test"):
         with pytest.raises(UnsafeUrl, match="--allow-private-urls") as info:
-            check_host(host, 443, allow_private=False, resolver=dns, use_cache=False)
+            UrlPolicy(resolver=dns).resolve(host, 443)
         assert host in str(info.value)
-    assert check_host("mixed.test", 443, allow_private=True, resolver=dns, use_cache=False) == []
     with pytest.raises(OSError, match="cannot resolve"):  # a network problem: retried, not refused
-        check_host("nowhere.test", 443, allow_private=False, resolver=dns, use_cache=False)
+        UrlPolicy(resolver=dns).resolve("nowhere.test", 443)
 
 
 @pytest.fixture
@@ -213,41 +206,31 @@ def redirector():
                 self.end_headers()
                 self.wfile.write(body)
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield httpd.server_address[1]
     httpd.shutdown()
     httpd.server_close()
 
 
-def test_guard_refuses_redirect_to_private(redirector, monkeypatch):
-    """A public host (as far as the checks know) that redirects to a loopback URL: the
-    redirect hop is refused before it is sent."""
-    monkeypatch.setattr(url_safety, "resolve", fake_dns({"public.test": ["93.184.216.34"]}))
-    real = socket.getaddrinfo
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: real("127.0.0.1" if host == "public.test" else host, *a, **k))
-    monkeypatch.setattr(url_safety, "_peer_address", lambda response: "93.184.216.34")  # pretend
+GUARDED = UrlPolicy(allow_networks=("127.0.0.2/32",), resolver=fake_dns({"public.test": ["127.0.0.2"]}))
+
+
+def test_guard_refuses_redirect_to_private(redirector):
+    """A host the policy allows that redirects to a loopback URL: the redirect hop is
+    refused before anything connects to it (the mounted adapter connects by address)."""
     session = requests.Session()
     refused = []
-    guard_http(session, allow_private=False, on_violation=refused.append)
+    guard_session(session, GUARDED, on_violation=refused.append)
+    assert session.get(f"http://public.test:{redirector}/playlist", timeout=5).ok  # the name's checked address
     with pytest.raises(UnsafeUrl, match="127.0.0.1"):
         session.get(f"http://public.test:{redirector}/to-private", timeout=5)
     assert refused
-
-
-def test_guard_refuses_rebinding_by_peer_address(redirector, monkeypatch):
-    """The name checks out as public, but the connection lands on loopback (DNS rebinding
-    between check and connect): the answer is refused by its peer address."""
-    monkeypatch.setattr(url_safety, "resolve", fake_dns({"rebind.test": ["93.184.216.34"]}))
-    real = socket.getaddrinfo
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: real("127.0.0.1" if host == "rebind.test" else host, *a, **k))
-    session = requests.Session()
-    guard_http(session, allow_private=False)
-    with pytest.raises(UnsafeUrl, match="non-public address 127.0.0.1"):
-        session.get(f"http://rebind.test:{redirector}/playlist", timeout=5)
+    with pytest.raises(UnsafeUrl, match="local files"):  # streamlink mounts a file:// adapter
+        session.get("file:///etc/hostname")
     open_session = requests.Session()
-    guard_http(open_session, allow_private=True)  # the operator allows it: untouched
-    assert open_session.get(f"http://127.0.0.1:{redirector}/playlist", timeout=5).ok
+    guard_session(open_session, UrlPolicy(allow_private=True))  # the operator allows it: untouched
+    assert open_session.get(f"http://127.0.0.2:{redirector}/playlist", timeout=5).ok
 
 
 @pytest.mark.parametrize("url", [
@@ -262,18 +245,22 @@ def test_source_refuses_private_urls_with_a_clear_error(url):
         next(src.sessions(threading.Event()))
 
 
-def test_source_refuses_hls_that_redirects_to_private(redirector, monkeypatch):
+def test_source_refuses_hls_that_redirects_to_private(redirector):
     """Through streamlink: the playlist request is redirected to loopback: refused, and
     sessions() raises (no retry loop) with the reason."""
-    monkeypatch.setattr(url_safety, "resolve", fake_dns({"cdn.test": ["93.184.216.34"]}))
-    real = socket.getaddrinfo
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: real("127.0.0.1" if host == "cdn.test" else host, *a, **k))
-    monkeypatch.setattr(url_safety, "_peer_address", lambda response: None)
-    src = UrlSource(f"hls://http://cdn.test:{redirector}/to-private", {})
+    src = UrlSource(f"hls://http://public.test:{redirector}/to-private", {}, policy=GUARDED)
     t0 = time.monotonic()
     with pytest.raises(UnsafeUrl, match="127.0.0.1"):
         next(src.sessions(threading.Event()))
     assert time.monotonic() - t0 < 5
+
+
+def test_websocket_plugins_are_refused():
+    """Plugins that open websockets connect outside the guarded HTTP session: refused
+    before they run, unless the operator allows private URLs."""
+    src = UrlSource("https://twitcasting.tv/somechannel", {})
+    with pytest.raises(UnsafeUrl, match="websockets"):
+        next(src.sessions(threading.Event()))
 
 
 def test_redaction():

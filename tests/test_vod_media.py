@@ -11,12 +11,19 @@ import pytest
 
 from bench.stack import free_port
 from range_server import RangeServer
+from records.url_policy import UrlPolicy
 from stream_actor.clipper import cut_media, transcode_media
 from vod import sources
 from vod.errors import VodFailure
 from vod.probe import input_options, probe
+from vod.sources import Location
 
 FFMPEG = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+
+
+def local_url(url: str) -> Location:
+    """A URL of the test's loopback server, allowed as with the operator's --allow-private-urls."""
+    return Location(url, UrlPolicy(allow_private=True))
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +47,7 @@ def files(tmp_path_factory, ffmpeg):
 
 def test_probe_describes_recordings_and_picks_how_clips_are_cut(files):
     work, server = files
-    mp4 = probe(server.url("h264.mp4"))
+    mp4 = probe(local_url(server.url("h264.mp4")))
     assert (mp4.video, mp4.audio, mp4.cut_mode) == ("h264", "aac", "copy")
     assert abs(mp4.duration - 40.0) < 0.5
     ts = probe(str(work / "h264.ts"))
@@ -59,16 +66,16 @@ def test_a_file_that_is_not_media_fails_as_not_media(files, name):
 def test_unreachable_and_missing_urls_fail_with_their_codes(files):
     _work, server = files
     with pytest.raises(VodFailure) as exc:
-        probe(f"http://127.0.0.1:{free_port()}/x.mp4")
+        probe(local_url(f"http://127.0.0.1:{free_port()}/x.mp4"))
     assert exc.value.code == "unreachable"
     with pytest.raises(VodFailure) as exc:
-        probe(server.url("missing.mp4"))
+        probe(local_url(server.url("missing.mp4")))
     assert exc.value.code == "not_found"
 
 
 def test_a_clip_is_cut_over_http_by_range_requests(files, tmp_path):
     _work, server = files
-    url = server.url("h264.mp4")
+    url = local_url(server.url("h264.mp4"))
     before = len(server.requests)
     cut = cut_media(url, 20.0, 30.0, tmp_path / "c.mp4", tmp_path / "c.jpg", options=input_options(url))
     assert abs(cut.start - 20.0) <= 1.0 and abs(cut.duration - 10.0) <= 1.0

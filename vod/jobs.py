@@ -25,10 +25,12 @@ from pathlib import Path
 import msgspec
 import ray
 
+from detectors.assets import AssetDirs
 from detectors.speech import transcript_between
 from records.store import Store
 from records.vod_store import VodStore
-from records.wire import ClipRecord, MomentEvent, VodError, new_clip_id
+from records.wire import ClipRecord, MomentEvent, VodError
+from stream_actor.clip_sweep import stale_parts
 from stream_actor.settings import channel_settings
 from vod import plan
 from vod.errors import VodFailure
@@ -51,6 +53,8 @@ class VodOptions(msgspec.Struct, kw_only=True):
     shard_seconds: float = 180.0
     gpus: float = 0.0  # GPU fraction per shard task
     allow_private_urls: bool = False
+    profiles_dir: str = ""  # the operator's named HUD profiles (--profiles-dir)
+    models_dir: str = ""  # the operator's named whisper models (--models-dir)
 
 
 class VodScheduler:
@@ -176,6 +180,8 @@ class Job:
         opts = self.scheduler.options
         if self.row["status"] == "queued" and await self.vods.start(self.id) is None:
             return  # cancelled meanwhile
+        # a cut the previous run was writing when it died (this run is the folder's only writer)
+        await asyncio.to_thread(_remove, stale_parts(self.clip_dir, grace=0.0))
         uploads = self.scheduler.uploads
         upload = uploads.path_of(self.row["upload_id"]) if self.row["upload_id"] and uploads else None
         if self.row["upload_id"] and upload is None:
@@ -190,8 +196,9 @@ class Job:
         results = {i: result_from_builtins(r) for i, r in (await self.vods.shards(self.id)).items()}
         committed = await self.vods.committed_moments(self.id)
         await self._advance(shards, results, committed, location, info)
+        dirs = AssetDirs(profiles_dir=opts.profiles_dir, models_dir=opts.models_dir)
         refs = {
-            submit_shard(location, s, self.raw_settings, info.origin, gpus=opts.gpus): s
+            submit_shard(location, s, self.raw_settings, info.origin, gpus=opts.gpus, dirs=dirs): s
             for s in shards if s.index not in results
         }
         self.scheduler.refs[self.id] = list(refs)
@@ -250,7 +257,7 @@ class Job:
 
         clip = await asyncio.to_thread(timed_cut)
         record = ClipRecord(
-            id=new_clip_id(),
+            id="",  # given by Postgres at commit, in the job's commit order (like a channel's)
             channel_id=None,
             vod_id=self.id,
             moment_seq=moment.seq,
@@ -266,6 +273,11 @@ class Job:
             triggers=list(moment.triggers),
         )
         await self.scheduler.store.commit_clip(record, moment, self.scheduler.options.base_url)
+
+
+def _remove(paths) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 async def _result(ref):

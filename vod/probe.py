@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import errno
+import secrets
 
 import av
 import msgspec
 
+from records.guarded_http import egress_proxy, ffmpeg_options
+from records.url_policy import UnsafeUrl
 from vod.errors import VodFailure
+from vod.sources import policy_of
 
 # FFmpeg options for network inputs: give up on a silent host (15 s) instead of hanging a worker,
 # and ride out a connection dropped mid-read (not a refused one: that fails at once).
@@ -32,14 +36,34 @@ class MediaInfo(msgspec.Struct, frozen=True):
     cut_mode: str  # "copy": MP4 in, stream copy; "remux": stream copy into MP4; "reencode"
 
 
-def input_options(location: str) -> dict[str, str]:
-    return dict(NETWORK_OPTIONS) if "://" in location and not location.startswith("file:") else {}
+def input_options(location: str, ticket: str = "livecut") -> dict[str, str]:
+    """FFmpeg's options for ``location``; for a URL, its connections go through the URL
+    policy's egress proxy (the policy of a ``vod.sources.Location``, else the strict one)."""
+    if "://" not in location or location.startswith("file:"):
+        return {}
+    try:
+        guarded = ffmpeg_options(str(location), policy_of(location), ticket)
+    except UnsafeUrl as exc:
+        raise VodFailure("unsafe_url", str(exc)) from None
+    return {**NETWORK_OPTIONS, **guarded}
 
 
 def probe(location: str) -> MediaInfo:
     """Open ``location`` and describe it; ``VodFailure`` says why it cannot be a job's input."""
+    ticket = f"probe-{secrets.token_hex(4)}"
     try:
-        container = av.open(location, options=input_options(location))
+        return _probe(location, ticket)
+    except VodFailure as failure:
+        policy = policy_of(location)
+        refused = None if policy.allow_private or "://" not in location else egress_proxy(policy).refusal(ticket)
+        if refused is not None and failure.code != "unsafe_url":  # the guard refused a redirect
+            raise VodFailure("unsafe_url", refused) from None
+        raise
+
+
+def _probe(location: str, ticket: str) -> MediaInfo:
+    try:
+        container = av.open(location, options=input_options(location, ticket))
     except av.error.HTTPNotFoundError as exc:
         raise VodFailure("not_found", f"the server answered 404: {exc.strerror}") from None
     except (av.error.HTTPError, av.error.HTTPClientError, av.error.HTTPServerError) as exc:

@@ -15,6 +15,7 @@ import time
 import av
 import numpy as np
 
+from detectors.assets import AssetDirs
 from stream_actor.clipper import seek_before
 from stream_actor.decode import AudioDecoder, KeyframeSampler
 from stream_actor.detection import DetectorPipeline, hud_detector
@@ -38,12 +39,14 @@ class _Clock:
 
 
 def analyse_shard(
-    location: str, shard: Shard, settings: ChannelSettings, whisper_model, *, origin: float = 0.0
+    location: str, shard: Shard, settings: ChannelSettings, whisper_model, *, origin: float = 0.0,
+    dirs: AssetDirs | None = None,
 ) -> ShardResult:
-    """The signals and words ``shard`` owns in the recording at ``location``."""
+    """The signals and words ``shard`` owns in the recording at ``location`` (``dirs``: the
+    operator's directories of named HUD profiles)."""
     clock = _Clock()
     started = time.process_time()
-    hud = hud_detector(settings) if settings.hud.profile else None
+    hud = hud_detector(settings, dirs) if settings.hud.profile else None
     pipeline = DetectorPipeline(settings, None, hud=hud)
     color_size = (settings.hud.frame_width, settings.hud.frame_height) if hud is not None else None
     signals = []

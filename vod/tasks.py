@@ -9,6 +9,7 @@ from __future__ import annotations
 import msgspec
 import ray
 
+from detectors.assets import AssetDirs
 from stream_actor.settings import channel_settings
 from vod.plan import Shard, ShardResult
 
@@ -17,17 +18,18 @@ _models: dict[tuple, object] = {}
 _warm = False
 
 
-def _whisper(opts):
+def _whisper(opts, dirs: AssetDirs):
     from detectors.speech import load_whisper_model
 
-    key = (opts.model, opts.device, opts.compute_type, opts.cpu_threads)
+    key = (opts.model, dirs.models_dir, opts.device, opts.compute_type, opts.cpu_threads)
     if key not in _models:
-        _models[key] = load_whisper_model(opts)
+        _models[key] = load_whisper_model(opts, dirs)
     return _models[key]
 
 
-def analyse(location: str, shard: Shard, settings: dict, origin: float) -> ShardResult:
-    """One shard on this worker (see ``vod.shard.analyse_shard``)."""
+def analyse(location: str, shard: Shard, settings: dict, origin: float, dirs: AssetDirs | None = None) -> ShardResult:
+    """One shard on this worker (see ``vod.shard.analyse_shard``); ``dirs``: the operator's
+    directories of named HUD profiles and whisper models."""
     global _warm
     from vod.shard import analyse_shard
 
@@ -37,18 +39,21 @@ def analyse(location: str, shard: Shard, settings: dict, origin: float) -> Shard
 
         warm()  # librosa compiles with numba on first use: once per worker
         _warm = True
-    return analyse_shard(location, shard, channel, _whisper(channel.speech), origin=origin)
+    dirs = dirs or AssetDirs()
+    return analyse_shard(location, shard, channel, _whisper(channel.speech, dirs), origin=origin, dirs=dirs)
 
 
 _remote_analyse = ray.remote(analyse)
 
 
-def submit_shard(location: str, shard: Shard, settings: dict, origin: float, *, gpus: float = 0.0):
+def submit_shard(
+    location: str, shard: Shard, settings: dict, origin: float, *, gpus: float = 0.0, dirs: AssetDirs | None = None
+):
     """Start one shard; returns its ObjectRef (awaitable)."""
     return (
         _remote_analyse
         .options(num_cpus=1, num_gpus=gpus, max_retries=SHARD_RETRIES, name=f"vod-shard-{shard.index}")
-        .remote(location, shard, settings, origin)
+        .remote(location, shard, settings, origin, dirs or AssetDirs())
     )
 
 

@@ -5,7 +5,9 @@ headers of fmt 0-3 with per-chunk-stream state, extended timestamps (also on fmt
 as the spec, FFmpeg and librtmp do), Set Chunk Size, Abort and acknowledgement windows.
 
 All limits are enforced before memory is committed, so a hostile peer can make the reader
-raise ``ChunkError`` but not make it buffer more than ``max_pending`` bytes.
+raise ``ChunkError`` but not make it buffer more than ``max_pending`` bytes.  Until the
+server has accepted a publish it keeps the reader on a short leash: ``allow_media`` off (a
+media message header is an error) and ``max_bytes`` (a cap on everything read so far).
 """
 from __future__ import annotations
 
@@ -111,6 +113,9 @@ class ChunkReader:
 
     ``on_ack(sequence_number)`` is called (synchronously) each time the bytes received since
     the last acknowledgement reach the peer's window (set with ``ack_window``).
+
+    ``max_bytes`` (None: no cap) bounds ``bytes_received``; ``allow_media`` False refuses
+    audio, video and aggregate messages.  Both may be changed between messages.
     """
 
     def __init__(
@@ -121,11 +126,15 @@ class ChunkReader:
         max_pending: int = 2 * MAX_MESSAGE_SIZE,
         on_ack: Callable[[int], None] | None = None,
         bytes_received: int = 0,
+        max_bytes: int | None = None,
+        allow_media: bool = True,
     ) -> None:
         self._reader = reader
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self.max_message_size = max_message_size
         self.max_pending = max_pending
+        self.max_bytes = max_bytes
+        self.allow_media = allow_media
         self.ack_window = 0
         self.bytes_received = bytes_received
         self._last_ack = bytes_received
@@ -154,6 +163,8 @@ class ChunkReader:
     # -- reading
 
     async def _read(self, n: int) -> bytes:
+        if self.max_bytes is not None and self.bytes_received + n > self.max_bytes:
+            raise ChunkError(f"more than {self.max_bytes} bytes before a publish was accepted")
         data = await self._reader.readexactly(n)
         self.bytes_received += n
         if self.ack_window and self.bytes_received - self._last_ack >= self.ack_window:
@@ -227,6 +238,8 @@ class ChunkReader:
             st.delta = ts
             st.timestamp = ts if fmt == 0 else (st.timestamp + ts) & 0xFFFFFFFF
             st.have_header = True
+            if not self.allow_media and st.type_id in _MEDIA_TYPES:
+                raise ChunkError(f"media message (type {st.type_id}) before a publish was accepted")
             limit = _max_size_for(st.type_id, self.max_message_size)
             if st.length > limit:
                 raise ChunkError(f"message of type {st.type_id} and {st.length} bytes exceeds {limit}")

@@ -1,5 +1,6 @@
 """Forwarding a publish's FLV bytes over TCP to the channel's stream actor (possibly on
-another node).  The stream is the FLV file as-is: header, then tags; EOF ends it."""
+another node).  The stream is the actor's one-time token, then the FLV file as-is: header,
+then tags; EOF ends it."""
 from __future__ import annotations
 
 import asyncio
@@ -46,9 +47,11 @@ class TcpSink:
                 await self._writer.wait_closed()
 
 
-async def open_tcp_sink(host: str, port: int, *, connect_timeout: float = 10.0) -> PublishSink:
-    """Connect to ``host:port`` and return a sink that forwards FLV bytes there."""
+async def open_tcp_sink(host: str, port: int, token: str, *, connect_timeout: float = 10.0) -> PublishSink:
+    """Connect to ``host:port``, present ``token`` (the listener's one-time token, issued
+    with the address) and return a sink that forwards FLV bytes there."""
     async with asyncio.timeout(connect_timeout):
         reader, writer = await asyncio.open_connection(host, port)
+    writer.write(token.encode("ascii"))  # before any FLV: the listener reads nothing else first
     log.debug("rtmp: forwarding FLV to %s:%d", host, port)
     return TcpSink(reader, writer)

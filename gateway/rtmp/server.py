@@ -6,6 +6,12 @@ Each accepted publish becomes a plain FLV byte stream handed to a ``PublishSink`
 slows the encoder down: nothing is buffered without bound.
 
 Stream keys are secrets: they are logged only through ``redact_key``.
+
+Before a publish is accepted a connection costs little and lives briefly: no media message
+is taken, at most ``pre_publish_bytes`` may arrive after the handshake, and the publish
+command must come within ``publish_deadline`` of the TCP accept.  Each IP address may hold
+``max_connections_per_ip`` connections and make ``publish_rate`` publish attempts per
+minute (a moving window of the ``limits`` library), so keys cannot be guessed at speed.
 """
 from __future__ import annotations
 
@@ -16,8 +22,13 @@ import os
 import struct
 import time
 import traceback
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
+
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
 from . import amf0
 from .chunks import (
@@ -128,19 +139,31 @@ def _peer_str(peer: Any) -> str:
     return str(peer)
 
 
+def _peer_ip(peer: Any) -> str:
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+
+
 class _Connection:
     def __init__(self, server: RtmpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
-        self.peer = _peer_str(writer.get_extra_info("peername"))
-        self.chunks = ChunkReader(reader, on_ack=self._send_ack, bytes_received=1 + 2 * HANDSHAKE_SIZE)
+        peername = writer.get_extra_info("peername")
+        self.peer = _peer_str(peername)
+        self.ip = _peer_ip(peername)
+        handshake = 1 + 2 * HANDSHAKE_SIZE
+        # Until a publish is accepted: no media, and a small cap on all bytes read.
+        self.chunks = ChunkReader(
+            reader, on_ack=self._send_ack, bytes_received=handshake,
+            max_bytes=handshake + server.pre_publish_bytes, allow_media=False,
+        )
         self.out = ChunkWriter()
         self.epoch = time.monotonic()
         self.connected = False
         self.app = ""
         self.next_stream_id = 1
         self.stream_ids: set[int] = set()
+        self.publish_requested = False  # a publish command arrived: the publish deadline is met
         # Current publish.
         self.sink: PublishSink | None = None
         self.key: str | None = None  # kept (unredacted) only to scrub it from error texts
@@ -175,11 +198,16 @@ class _Connection:
 
     async def run(self) -> None:
         reason = "closed"
+        loop = asyncio.get_running_loop()
+        publish_by = loop.time() + self.server.publish_deadline
         try:
-            async with asyncio.timeout(self.server.handshake_timeout):
+            async with asyncio.timeout_at(min(loop.time() + self.server.handshake_timeout, publish_by)):
                 await self._handshake()
             while True:
-                async with asyncio.timeout(self.server.idle_timeout):
+                read_by = loop.time() + self.server.idle_timeout
+                if not self.publish_requested:
+                    read_by = min(read_by, publish_by)
+                async with asyncio.timeout_at(read_by):
                     msg = await self.chunks.read_message()
                 await self._dispatch(msg)
                 transport = self.writer.transport
@@ -188,7 +216,7 @@ class _Connection:
         except asyncio.IncompleteReadError:
             reason = "peer disconnected"
         except TimeoutError:
-            reason = "timed out"
+            reason = "timed out" if self.publish_requested else "timed out before publishing"
         except (ChunkError, amf0.AMF0Error, _ProtocolError) as e:
             reason = f"protocol error: {_describe(e, self.key)}"
         except _Close as e:
@@ -390,6 +418,9 @@ class _Connection:
     async def _on_publish(self, stream_id: int, txn: float, stream_name: str) -> None:
         # Encoders may append a query string (key?param=...); routing uses the key alone.
         key = stream_name.split("?", 1)[0]
+        self.publish_requested = True
+        if not await self.server.publish_attempt(self.ip):
+            await self._refuse(stream_id, key, "too many publish attempts from this address")
         if self.sink is not None:
             await self._refuse(stream_id, key, "already publishing on this connection")
         if not self.connected:
@@ -410,6 +441,9 @@ class _Connection:
         if sink is None:
             await self._refuse(stream_id, key, "no route for this key")
         self.sink = sink
+        # The key was good: media may come now, as much as the publisher sends.
+        self.chunks.allow_media = True
+        self.chunks.max_bytes = None
         self.header_sent = False
         self.tags = 0
         self.flv_bytes = 0
@@ -443,7 +477,14 @@ class _Connection:
 
 
 class RtmpServer:
-    """RTMP ingest on one port for every channel; ``on_publish(app, key)`` routes each publish."""
+    """RTMP ingest on one port for every channel; ``on_publish(app, key)`` routes each publish.
+
+    ``publish_deadline``: seconds from the TCP accept to the publish command (handshake,
+    connect and createStream included).  ``pre_publish_bytes``: what a connection may send
+    after the handshake before its publish is accepted.  ``max_connections_per_ip`` and
+    ``publish_rate`` (publish attempts per minute, a moving window) apply per peer IP address.
+    ``publish_timeout`` bounds ``on_publish`` itself (routing may wait for a stream actor).
+    """
 
     def __init__(
         self,
@@ -455,7 +496,13 @@ class RtmpServer:
         handshake_timeout: float = 10.0,
         publish_timeout: float = 30.0,
         max_connections: int = 1024,
+        publish_deadline: float = 10.0,
+        pre_publish_bytes: int = 64 * 1024,
+        max_connections_per_ip: int = 16,
+        publish_rate: int = 30,
     ) -> None:
+        if max_connections_per_ip < 1 or publish_rate < 1 or pre_publish_bytes < 1024:
+            raise ValueError("max_connections_per_ip and publish_rate must be >= 1, pre_publish_bytes >= 1024")
         self.host = host
         self.port = port
         self.on_publish = on_publish
@@ -463,9 +510,20 @@ class RtmpServer:
         self.handshake_timeout = handshake_timeout
         self.publish_timeout = publish_timeout
         self.max_connections = max_connections
+        self.publish_deadline = publish_deadline
+        self.pre_publish_bytes = pre_publish_bytes
+        self.max_connections_per_ip = max_connections_per_ip
+        self.publish_rate = RateLimitItemPerMinute(publish_rate)
+        self._publish_limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._per_ip: Counter[str] = Counter()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._publishing = 0
+        self.refused_connections = 0  # over the server-wide or a per-IP cap
+
+    async def publish_attempt(self, ip: str) -> bool:
+        """Count one publish attempt from ``ip``; False when it is over ``publish_rate``."""
+        return await self._publish_limiter.hit(self.publish_rate, "rtmp-publish", ip)
 
     @property
     def connections(self) -> int:
@@ -501,11 +559,21 @@ class RtmpServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        peername = writer.get_extra_info("peername")
+        ip = _peer_ip(peername)
         if self._server is None or len(self._tasks) >= self.max_connections:
-            log.warning("rtmp: refusing connection from %s (limit)", _peer_str(writer.get_extra_info("peername")))
+            why = "server limit"
+        elif self._per_ip[ip] >= self.max_connections_per_ip:
+            why = "per-address limit"
+        else:
+            why = ""
+        if why:
+            self.refused_connections += 1
+            log.warning("rtmp: refusing connection from %s (%s)", _peer_str(peername), why)
             writer.close()
             return
         self._tasks.add(task)
+        self._per_ip[ip] += 1
         try:
             await _Connection(self, reader, writer).run()
         except asyncio.CancelledError:
@@ -514,3 +582,6 @@ class RtmpServer:
             log.error("rtmp: connection handler failed: %s", type(e).__name__)
         finally:
             self._tasks.discard(task)
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]

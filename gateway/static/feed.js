@@ -40,8 +40,26 @@
     return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
   }
 
+  // Clip media URLs come signed by the server (?exp=&sig=, short-lived): the key never goes
+  // into a URL. A link that has expired while the page was open is fetched again, once.
   function media(path) {
-    return `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(state.key)}`;
+    return path;
+  }
+
+  function renewMediaOnError(video, clipId) {
+    video.addEventListener(
+      "error",
+      async () => {
+        try {
+          const fresh = await api(`/api/clips/${encodeURIComponent(clipId)}`);
+          video.poster = media(fresh.thumbnail_url);
+          video.src = media(fresh.video_url);
+        } catch (e) {
+          console.warn("livecut: could not renew a clip's media link", e);
+        }
+      },
+      { once: true },
+    );
   }
 
   function setConn(stateName, text) {
@@ -151,6 +169,7 @@
     const video = li.querySelector("video");
     video.poster = media(clip.thumbnail_url);
     video.src = media(clip.video_url);
+    renewMediaOnError(video, clip.id);
     if (label !== undefined) li.querySelector(".channel-name").textContent = label;
     else fillChannelName(li);
     li.querySelector(".score").textContent = `score ${clip.score.toFixed(2)}`;
@@ -294,7 +313,7 @@
       setTimeout(start, 5000);
       return;
     }
-    localStorage.setItem(KEY_STORE, state.key);
+    sessionStorage.setItem(KEY_STORE, state.key); // this tab only, gone when it closes
     $("main").hidden = false;
     $("picker").hidden = false;
     $("forget").hidden = false;
@@ -353,7 +372,7 @@
   });
 
   $("forget").addEventListener("click", () => {
-    localStorage.removeItem(KEY_STORE);
+    sessionStorage.removeItem(KEY_STORE);
     askKey("");
   });
 
@@ -388,7 +407,8 @@
     const rest = params.toString();
     history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
   }
-  state.key = fromUrl || localStorage.getItem(KEY_STORE) || "";
+  localStorage.removeItem(KEY_STORE); // where earlier versions kept it
+  state.key = fromUrl || sessionStorage.getItem(KEY_STORE) || "";
   // start once every script has loaded, so later ones (vods.js) have hung their hooks
   const begin = () => (state.key ? start() : askKey(""));
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", begin);

@@ -13,6 +13,12 @@ Threading: iterate ``sessions()`` and ``packets()`` in one thread. ``stop.set()`
 interrupt a blocked read; the iterating thread then sees the end of the packets.
 
 Plugins register with ``@register``; callers look them up with ``source_for``.
+
+Options: each plugin declares ``options_type``, a msgspec Struct with
+``forbid_unknown_fields`` and bounded values; a channel's ``settings.source`` must convert to
+the options type of the plugin its kind and URL pick (``check_source_options``, run by the
+API). Names in ``OPERATOR_OPTIONS`` come from ``livecut up`` flags only: a channel that sets
+one is refused, and a plugin whose options do not declare one never gets it.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import ClassVar, Protocol, runtime_checkable
 
 import av
+import msgspec
 
 from records.backoff import Backoff  # re-exported: the source plugins retry with it
 
@@ -36,6 +43,10 @@ __all__ = [
     "register",
     "registry",
     "source_for",
+    "plugin_for",
+    "check_source_options",
+    "NoOptions",
+    "OPERATOR_OPTIONS",
     "NoSource",
     "AnyEvent",
     "StopAwareReader",
@@ -55,10 +66,20 @@ class SourceSession(Protocol):
     def close(self) -> None: ...
 
 
+class NoOptions(msgspec.Struct, forbid_unknown_fields=True):
+    """The options of a plugin that takes none: any key is an error."""
+
+
+#: Source options set from ``livecut up`` flags, never by a channel.
+OPERATOR_OPTIONS = frozenset({"allow_private"})
+
+
 class Source(ABC):
     kind: ClassVar[str]  # "rtmp" (push) or "url"
     #: Higher is tried first when several plugins of a kind match a URL.
     priority: ClassVar[int] = 0
+    #: What ``settings.source`` may hold for this plugin (forbid_unknown_fields, bounded).
+    options_type: ClassVar[type[msgspec.Struct]] = NoOptions
 
     #: Why the last attempt to get a session failed (for health/status); None if fine.
     last_error: str | None = None
@@ -72,7 +93,8 @@ class Source(ABC):
 
     @classmethod
     def create(cls, url: str | None, options: dict) -> Source:
-        """Build the source for ``url`` with channel ``options`` (unknown keys ignored)."""
+        """Build the source for ``url`` with channel ``options`` (an ``options_type``: unknown
+        keys and out-of-range values raise ``msgspec.ValidationError``, a ``ValueError``)."""
         return cls(url, options)  # type: ignore[call-arg]
 
     @abstractmethod
@@ -112,9 +134,8 @@ class NoSource(LookupError):
     pass
 
 
-def source_for(kind: str, url: str | None, options: dict | None = None) -> Source:
-    """The source of ``kind`` for ``url`` (push kinds take no URL)."""
-    options = options or {}
+def plugin_for(kind: str, url: str | None) -> type[Source]:
+    """The plugin class of ``kind`` for ``url`` (push kinds take no URL); no network."""
     plugins = [c for c in _registry if c.kind == kind]
     if not plugins:
         known = sorted({c.kind for c in _registry})
@@ -123,7 +144,46 @@ def source_for(kind: str, url: str | None, options: dict | None = None) -> Sourc
         plugins = [c for c in plugins if c.matches(url)]
         if not plugins:
             raise NoSource(f"no {kind} source plugin handles {url!r}")
-    return plugins[0].create(url, options)
+    return plugins[0]
+
+
+def source_for(kind: str, url: str | None, options: dict | None = None) -> Source:
+    """The source of ``kind`` for ``url`` (push kinds take no URL). ``options``: the
+    channel's ``settings.source`` plus the operator's ``OPERATOR_OPTIONS``; a plugin gets
+    only the operator options its ``options_type`` declares."""
+    plugin = plugin_for(kind, url)
+    declared = plugin.options_type.__struct_fields__
+    options = {k: v for k, v in (options or {}).items() if k not in OPERATOR_OPTIONS or k in declared}
+    return plugin.create(url, options)
+
+
+def check_source_options(options: dict, kind: str | None, url: str | None) -> msgspec.Struct | None:
+    """A channel's ``settings.source`` as the options of the plugin ``kind`` and ``url`` pick.
+
+    Raises ``msgspec.ValidationError`` naming the field (``$.source.<name>``): an operator
+    option, an unknown key or an out-of-range value. ``kind`` None (a VOD job: no source
+    plugin reads them) takes no options at all.
+    """
+    if operator := sorted(OPERATOR_OPTIONS & set(options)):
+        name = operator[0]
+        raise msgspec.ValidationError(f"source.{name} is an operator setting (a livecut up flag) - at `$.source.{name}`")
+    if kind is None:
+        if options:
+            raise msgspec.ValidationError("no source plugin reads these options here (a VOD job takes none) - at `$.source`")
+        return None
+    try:
+        plugin_options = plugin_for(kind, url).options_type
+    except NoSource:
+        if not options:
+            return None
+        raise msgspec.ValidationError("no source plugin handles this url, so it takes no options - at `$.source`") from None
+    try:
+        return msgspec.convert(options, plugin_options)
+    except msgspec.ValidationError as exc:
+        message, _, path = str(exc).rpartition(" - at `$")
+        if not message:  # no path in the message
+            message, path = str(exc), "`"
+        raise msgspec.ValidationError(f"{message} - at `$.source{path}") from None
 
 
 class AnyEvent:

@@ -25,13 +25,19 @@ time across them). A session ends when the camera hangs up, stops sending (``tim
 or sends BYE; the source then reconnects at once, and backs off while that fails. A
 session that ended before its first packet counts as a failure.
 
+Safety (``records.url_policy``, the one URL policy): unless the operator allows private
+URLs (``allow_private``), a URL whose host is, or resolves to, a loopback, private,
+link-local or multicast address is refused with ``UnsafeUrl`` before any connection
+(``127.1``, ``2130706433`` and ``[::ffff:127.0.0.1]`` are the addresses they denote), with
+the same text whatever listens there. FFmpeg never connects to the camera itself: it talks
+to an ``RtspGate`` on loopback, which connects to the checked address, refuses to pass a
+redirect on (the plugin checks the new URL and opens it through a new gate, up to
+``MAX_REDIRECTS``), and pins a UDP ``Transport`` to the camera's address.
+
 Stopping: ``stop``/``close()`` must wake a read blocked on a silent camera, and FFmpeg's
-rtsp demuxer only checks an interrupt callback PyAV ties to its timeouts. So the plugin
-finds the TCP connection FFmpeg opened to the camera (a new connection of this process to
-the camera's port, seen in ``/proc`` via psutil), keeps a duplicate of its descriptor, and
-shuts it down to interrupt: the blocked read returns at once, over TCP and UDP alike (the
-UDP reader polls the RTSP connection too). Without that handle, the timeouts still bound
-every wait.
+rtsp demuxer only checks an interrupt callback PyAV ties to its timeouts. The gate holds
+both ends of the relayed connection and shuts them down to interrupt: the blocked read
+returns at once, over TCP and UDP alike (the UDP reader polls the RTSP connection too).
 
 Credentials in the URL are never logged: every URL and error message goes through
 ``redact_url``/``redact_text``, and the loggers of the source modules get the redacting
@@ -39,22 +45,22 @@ filter (PyAV's error messages quote the full URL, and ``AvSession`` logs them).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Literal
+from urllib.parse import urljoin, urlsplit
 
 import av
 import msgspec
 
+from records.url_policy import UnsafeUrl, UrlPolicy
+
 from .base import AnyEvent, AvSession, Backoff, Source, interrupt_on, register
 from .redact import install_log_redaction, redact_text, redact_url
+from .rtsp_gate import RtspGate
 
 __all__ = ["RtspSource", "RtspOptions", "PATTERN"]
 
@@ -72,23 +78,30 @@ install_log_redaction(
 #: The URLs this plugin claims: rtsp:// and rtsps:// with a host (any case).
 PATTERN = re.compile(r"^rtsps?://[^/?#\s]+", re.I)
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322}
+MAX_REDIRECTS = 5  # redirects followed (each checked) before giving up
 
 
-class RtspOptions(msgspec.Struct, kw_only=True):
+class RtspOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     transport: Literal["tcp", "udp"] = "tcp"
-    timeout: float = 5.0  # seconds without a byte from the camera: the session is over
-    min_backoff: float = 0.5  # first wait after a failed attempt; doubles up to max_backoff
-    max_backoff: float = 10.0
-    analyzeduration: float = 0.0  # seconds probed at session start (0: the SDP's description)
-    probesize: int = 512 * 1024
+    # seconds without a byte from the camera: the session is over
+    timeout: Annotated[float, msgspec.Meta(gt=0.0, le=120.0)] = 5.0
+    # first wait after a failed attempt; doubles up to max_backoff
+    min_backoff: Annotated[float, msgspec.Meta(ge=0.05, le=60.0)] = 0.5
+    max_backoff: Annotated[float, msgspec.Meta(ge=0.05, le=600.0)] = 10.0
+    # seconds probed at session start (0: the SDP's description)
+    analyzeduration: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.0
+    probesize: Annotated[int, msgspec.Meta(ge=32, le=32 * 1024 * 1024)] = 512 * 1024
+    #: The operator's --allow-private-urls (never a channel's).
+    allow_private: bool = False
 
 
 @register
 class RtspSource(Source):
     kind = "url"
     priority = 10  # ahead of the generic URL plugin (0) for rtsp/rtsps
+    options_type = RtspOptions
 
-    def __init__(self, url: str, options: dict | None = None) -> None:
+    def __init__(self, url: str, options: dict | None = None, *, policy: UrlPolicy | None = None) -> None:
         try:
             self.options = msgspec.convert(options or {}, RtspOptions)
         except msgspec.ValidationError as e:
@@ -108,6 +121,8 @@ class RtspSource(Source):
         except ValueError:
             port = None
         self.port = port or DEFAULT_PORTS.get(scheme, 554)
+        #: where this source may connect: the operator's allow_private, or one given (tests)
+        self.policy = policy or UrlPolicy(allow_private=self.options.allow_private)
 
     @classmethod
     def matches(cls, url: str) -> bool:
@@ -116,11 +131,15 @@ class RtspSource(Source):
     # -- sessions -------------------------------------------------------------------
 
     def sessions(self, stop: threading.Event) -> Iterator[AvSession]:
+        self.policy.check(self.url, ("rtsp",))  # UnsafeUrl before any connection: no retry
         either = AnyEvent(stop, self._closed)
         backoff = Backoff(self.options.min_backoff, max(self.options.min_backoff, self.options.max_backoff))
         while not either.is_set():
             try:
                 session = self._open(either)
+            except UnsafeUrl as e:  # the same text whatever listens there: no port scanning
+                self.last_error = str(e)
+                raise
             except Exception as e:  # refused, unreachable, 401, 404, timeout, no stream, ...
                 if either.is_set():
                     return
@@ -155,12 +174,12 @@ class RtspSource(Source):
     def _open(self, stop: AnyEvent) -> AvSession:
         """Connect once: DESCRIBE, SETUP, PLAY, probe. Raises when that fails."""
         started = time.monotonic()
-        container, handle = self._connect(stop, self.options.analyzeduration)
+        container, gate = self._connect(stop, self.options.analyzeduration)
         session = AvSession(
             container,
             stop,
-            interrupt=handle.shutdown,
-            on_end=lambda _s: handle.release(),
+            interrupt=gate.shutdown,
+            on_end=lambda _s: gate.close(),
             name=self.safe_url,
         )
         session.start_latency = session.opened_at - started
@@ -173,7 +192,7 @@ class RtspSource(Source):
         )
         return session
 
-    def _connect(self, stop: AnyEvent, probe: float) -> tuple[av.container.InputContainer, _ConnectionHandle]:
+    def _connect(self, stop: AnyEvent, probe: float) -> tuple[av.container.InputContainer, RtspGate]:
         opts = self.options
         options = {
             "rtsp_transport": opts.transport,
@@ -185,126 +204,37 @@ class RtspSource(Source):
         # PyAV's timeouts (seconds): opening = connect + DESCRIBE/SETUP/PLAY + probing.
         open_timeout = 2 * opts.timeout + probe
         read_timeout = opts.timeout + 1.0
-        handle = _ConnectionHandle(self.port)
-        with handle.opening():
-            cancel = interrupt_on(stop, handle.shutdown)
+        url = self.url
+        for _hop in range(MAX_REDIRECTS + 1):
+            self.policy.check(url, ("rtsp",))  # a redirect's target too, before connecting to it
+            gate = RtspGate(url, self.policy, opts.timeout)
+            cancel = interrupt_on(stop, gate.shutdown)
             try:
-                container = av.open(self.url, options=options, timeout=(open_timeout, read_timeout))
+                container = av.open(gate.url, options=options, timeout=(open_timeout, read_timeout))
             except BaseException:
-                handle.release()
+                gate.close()
+                if isinstance(gate.error, UnsafeUrl):
+                    raise gate.error from None
+                if gate.redirect is not None and not stop.is_set():
+                    url = urljoin(url, gate.redirect)  # FFmpeg would follow it unchecked: we do, checked
+                    log.info("%s: the camera redirects to %s", self.safe_url, redact_url(url))
+                    continue
+                if gate.error is not None:
+                    raise OSError(f"cannot connect: {gate.error}") from None
                 raise
             finally:
                 cancel()
-            handle.capture()
-        if stop.is_set() or (not container.streams.video and not container.streams.audio):
-            container.close()
-            handle.release()
-            if stop.is_set():
-                raise InterruptedError("stopped")
-            raise ValueError("the camera serves no audio or video stream")
-        return container, handle
+            if stop.is_set() or (not container.streams.video and not container.streams.audio):
+                container.close()
+                gate.close()
+                if stop.is_set():
+                    raise InterruptedError("stopped")
+                raise ValueError("the camera serves no audio or video stream")
+            return container, gate
+        raise OSError(f"more than {MAX_REDIRECTS} redirects")
 
     def close(self) -> None:
         self._closed.set()
         session = self._session
         if session is not None:
             session.close()
-
-
-# -- waking a blocked read -------------------------------------------------------------
-
-_port_locks: dict[int, threading.Lock] = {}
-_port_locks_guard = threading.Lock()
-
-
-def _port_lock(port: int) -> threading.Lock:
-    with _port_locks_guard:
-        return _port_locks.setdefault(port, threading.Lock())
-
-
-class _ConnectionHandle:
-    """The RTSP (TCP) connection FFmpeg opens to the camera, held by a duplicated
-    descriptor so another thread can shut it down (waking a blocked read) without ever
-    touching a descriptor number FFmpeg may have closed and the process reused.
-
-    Found as a connection of this process to the camera's port that did not exist before
-    the open; opens to the same port are serialised within the process so two of them
-    cannot take each other's connection. Best effort: without psutil or /proc, nothing is
-    captured and the timeouts alone bound the waits.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._before: dict[tuple, int] | None = None
-        self._opening = False  # connections are looked for only while the open runs
-        self._socks: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._shut = False
-
-    @contextlib.contextmanager
-    def opening(self) -> Iterator[_ConnectionHandle]:
-        """Around the open: note the connections that exist before it."""
-        with _port_lock(self.port):
-            self._before = self._connections()
-            self._opening = True
-            try:
-                yield self
-            finally:
-                with self._lock:
-                    self._opening = False
-
-    def _connections(self) -> dict[tuple, int]:
-        try:
-            import psutil
-
-            conns = psutil.Process().net_connections(kind="tcp")
-        except Exception:
-            return {}
-        return {
-            (tuple(c.laddr), tuple(c.raddr)): c.fd
-            for c in conns
-            if c.raddr and c.raddr[1] == self.port and c.fd is not None and c.fd >= 0
-        }
-
-    def capture(self) -> None:
-        """Hold the connections opened since ``opening()`` began (idempotent). Only
-        inside ``opening()``: later, a new connection to the port may be another's."""
-        with self._lock:
-            if not self._opening or self._before is None or self._socks or self._shut:
-                return
-            for (laddr, raddr), fd in self._connections().items():
-                if (laddr, raddr) in self._before:
-                    continue
-                try:
-                    sock = socket.socket(fileno=os.dup(fd))
-                except OSError:
-                    continue
-                try:  # the number may have been reused since the listing: check it
-                    same = sock.getsockname()[:2] == laddr[:2] and sock.getpeername()[:2] == raddr[:2]
-                except OSError:
-                    same = False
-                if same:
-                    self._socks.append(sock)
-                else:
-                    sock.close()
-
-    def shutdown(self) -> None:
-        """Wake whatever reads the connection: it sees the connection end."""
-        self.capture()
-        with self._lock:
-            self._shut = True
-            for sock in self._socks:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def release(self) -> None:
-        with self._lock:
-            self._shut = True
-            socks, self._socks = self._socks, []
-        for sock in socks:
-            try:
-                sock.close()
-            except OSError:
-                pass

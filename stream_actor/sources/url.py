@@ -13,13 +13,16 @@ Resolution (``UrlSource.resolver`` says which, without network access):
   sniffs the body: an HLS playlist without ``.m3u8`` in its name goes to streamlink.
 * Local paths and ``file://`` are opened by PyAV (operator permission needed).
 
-Safety (``url_safety``): unless the option ``allow_private`` is set (the operator's
-``--allow-private-urls``), local files, non-HTTP schemes and hosts resolving to
-loopback, private, link-local or multicast addresses are refused, for every request
-streamlink makes (redirects included) and for direct PyAV opens (host check, redirects
-followed by the preflight only, a demuxer allow-list so FFmpeg's own HLS/DASH
-demuxers never fetch segment URLs). A refusal raises ``UnsafeUrl`` from
-``sessions()``: the actor reports an error with the message. Logs and ``last_error``
+Safety (``records.url_policy``, the one URL policy): unless the option ``allow_private``
+is set (the operator's ``--allow-private-urls``), local files, non-HTTP schemes and hosts
+resolving to loopback, private, link-local or multicast addresses are refused. Every
+connection goes to an address the policy checked: streamlink's requests (redirects
+included) through the mounted ``GuardedAdapter``, FFmpeg's direct opens through the
+guarded egress proxy (FFmpeg's ``http_proxy``: its redirects and reconnects are checked
+too), with a demuxer allow-list so FFmpeg's own HLS/DASH demuxers never fetch segment
+URLs. Streamlink plugins that open websockets (outside the guarded HTTP session) are
+refused. A refusal raises ``UnsafeUrl`` from ``sessions()``: the actor reports an error
+with the message. Logs and ``last_error``
 show URLs redacted (no credentials or query strings); streamlink's own log records
 are forwarded through a redacting handler.
 
@@ -57,21 +60,17 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import unquote, urlparse
 
 import av
 import msgspec
 
 from .base import AnyEvent, AvSession, Backoff, Source, StopAwareReader, interrupt_on, register
-from .url_safety import (
-    UnsafeUrl,
-    check_host,
-    check_url,
-    display_url,
-    guard_http,
-    redact_text,
-    redact_url,
-)
+from records.guarded_http import egress_proxy, ffmpeg_options, guard_session
+from records.url_policy import UrlPolicy
+
+from .url_safety import ALLOW_HINT, UnsafeUrl, display_url, redact_text, redact_url
 
 __all__ = ["UrlSource", "UrlOptions", "Offline", "UnsafeUrl"]
 
@@ -91,15 +90,17 @@ PATTERNS = [
 DIRECT_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,flv,mpegts,mpeg,mp3,aac,ogg,wav,avi,asf"
 
 
-class UrlOptions(msgspec.Struct, kw_only=True):
-    quality: str = "worst"  # streamlink syntax: "720p,best" tries 720p, then best
+class UrlOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # streamlink syntax: "720p,best" tries 720p, then best
+    quality: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_+,. -]+$")] = "worst"
     realtime: bool = False
     loop: bool = False
-    #: The operator's --allow-private-urls: local files, loopback and private hosts.
+    #: The operator's --allow-private-urls: local files, loopback and private hosts (never a channel's).
     allow_private: bool = False
-    max_backoff: float = 30.0  # seconds between reopen attempts, at most
-    timeout: float = 15.0  # seconds a network open/read may block
-    probe_seconds: float = 0.5  # stream probing of a live input, at most (session start latency)
+    max_backoff: Annotated[float, msgspec.Meta(ge=1.0, le=600.0)] = 30.0  # seconds between reopen attempts, at most
+    timeout: Annotated[float, msgspec.Meta(gt=0.0, le=120.0)] = 15.0  # seconds a network open/read may block
+    # stream probing of a live input, at most (session start latency)
+    probe_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.5
 
 
 class Offline(Exception):
@@ -134,6 +135,23 @@ def streamlink_plugin(url: str) -> str | None:
     except NoPluginError:
         return None
     return name
+
+
+def _uses_websockets(session, url: str) -> bool:
+    """Whether the plugin for ``url`` opens websockets (streamlink's ``WebsocketClient``,
+    a connection made outside the HTTP session the guard is mounted on)."""
+    import sys
+
+    from streamlink.plugin.api.websocket import WebsocketClient
+
+    try:
+        _name, plugin, _url = session.resolve_url(url, follow_redirect=False)
+    except Exception:  # noqa: BLE001 - no plugin: streams() says so
+        return False
+    module = sys.modules.get(plugin.__module__)
+    return any(
+        isinstance(value, type) and issubclass(value, WebsocketClient) for value in vars(module or plugin).values()
+    )
 
 
 def local_path(url: str) -> Path | None:
@@ -303,10 +321,14 @@ class _Opened:
 @register
 class UrlSource(Source):
     kind = "url"
+    options_type = UrlOptions
 
-    def __init__(self, url: str, options: dict | None = None) -> None:
+    def __init__(self, url: str, options: dict | None = None, *, policy: UrlPolicy | None = None) -> None:
         self.url = url
         self.options = msgspec.convert(options or {}, UrlOptions)
+        #: where this source may connect: the operator's allow_private, or one given (tests)
+        self.policy = policy or UrlPolicy(allow_private=self.options.allow_private)
+        self._ticket = f"url-{id(self):x}"  # this source's refusals at the egress proxy
         self.name = display_url(url)  # what logs and errors show
         self.path = local_path(url)
         self.last_error: str | None = None
@@ -334,7 +356,7 @@ class UrlSource(Source):
     # -- sessions -------------------------------------------------------------------
 
     def sessions(self, stop: threading.Event) -> Iterator[AvSession]:
-        check_url(self.url, allow_private=self.options.allow_private)  # UnsafeUrl: no retry
+        self.policy.check(self.url, ("http",))  # UnsafeUrl: no retry
         stopped = AnyEvent(stop, self._closed)
         backoff = Backoff(1.0, self.options.max_backoff)
         while not stopped.is_set():
@@ -402,13 +424,16 @@ class UrlSource(Source):
         if kind == "dash":
             return self._open_streamlink(f"dash://{url}", stop)
         timeout = self.options.timeout
-        options = {} if self.options.allow_private else {
-            "max_redirects": "0",  # redirects were followed (and checked) by the preflight
+        options = {} if self.policy.allow_private else {
+            **ffmpeg_options(url, self.policy, self._ticket),  # every connection through the guard
             "format_whitelist": DIRECT_FORMATS,
         }
         try:
             container = av.open(url, options=options, timeout=(timeout, timeout))
         except av.error.FFmpegError as e:  # its text quotes the URL
+            refused = None if self.policy.allow_private else egress_proxy(self.policy).refusal(self._ticket)
+            if refused is not None:  # a redirect (or a re-resolved name) the guard refused
+                raise UnsafeUrl(refused) from None
             raise OSError(redact_text(f"{type(e).__name__}: {e.strerror or e}")) from None
         finite = container.duration is not None and container.format.name != "hls"
         return _Opened(self._session_for(container, stop), finite=finite)
@@ -416,10 +441,7 @@ class UrlSource(Source):
     def _preflight(self, url: str) -> tuple[str, str]:
         """Follow redirects through the guarded HTTP session: (final URL, kind), kind
         "hls", "dash" or "media" by the content type and the first bytes."""
-        if not self.options.allow_private:
-            parts = urlparse(url)
-            check_host(parts.hostname or "", parts.port, allow_private=False)
-        http = self._streamlink_session().http
+        http = self._streamlink_session().http  # guarded: each hop connects to a checked address
         response = http.request(
             "GET", url, stream=True, exception=OSError, timeout=self.options.timeout,
         )
@@ -448,7 +470,7 @@ class UrlSource(Source):
             session.set_option("http-timeout", timeout)
             session.set_option("stream-segment-timeout", timeout)
             session.set_option("stream-timeout", max(timeout, 10.0))
-            guard_http(session.http, allow_private=self.options.allow_private, on_violation=self._refused)
+            guard_session(session.http, self.policy, on_violation=self._refused)
             self._streamlink = session
         return self._streamlink
 
@@ -485,6 +507,11 @@ class UrlSource(Source):
         from streamlink.stream.hls import HLSStream
 
         session = self._streamlink_session()
+        if not self.policy.allow_private and _uses_websockets(session, url):
+            raise UnsafeUrl(
+                "this site's streamlink plugin opens websockets, which the url guard cannot check; "
+                + ALLOW_HINT
+            )
         streams = session.streams(url)
         if not streams:
             raise Offline("no playable streams (the channel is offline?)")

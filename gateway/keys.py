@@ -1,0 +1,65 @@
+"""``/api/keys``: admin keys create, list and revoke scoped API keys.
+
+The same operations as ``livecut keys``; the secret is in the create response only.
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from gateway.api import MsgspecResponse
+from gateway.openapi import json_schema
+from gateway.auth import require
+from gateway.errors import invalid, not_found
+from records.key_store import MAX_NAME, KeyStore, Scope
+from records.store import Store
+
+MAX_BODY = 4096
+
+
+class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
+    scope: Scope
+    name: Annotated[str, msgspec.Meta(max_length=MAX_NAME)] = ""
+
+
+def build_key_router(store: Store) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["keys"])
+    admin = [Depends(require("admin"))]
+    keys = KeyStore(store.pool)
+
+    @router.post(
+        "/keys",
+        status_code=201,
+        dependencies=admin,
+        response_class=MsgspecResponse,
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": json_schema(KeyCreate, closed=True)}}}
+        },
+    )
+    async def create_key(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            raise invalid(f"request body is larger than {MAX_BODY} bytes")
+        try:
+            create = msgspec.json.decode(body, type=KeyCreate)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise invalid(str(exc)) from None
+        created = await keys.create(create.scope, create.name)
+        return MsgspecResponse(msgspec.to_builtins(created), status_code=201)
+
+    @router.get("/keys", dependencies=admin, response_class=MsgspecResponse)
+    async def list_keys() -> Response:
+        return MsgspecResponse({"items": msgspec.to_builtins(await keys.list())})
+
+    @router.delete("/keys/{key_id}", dependencies=admin, response_class=MsgspecResponse)
+    async def revoke_key(key_id: str, request: Request) -> Response:
+        revoked = await keys.revoke(key_id)
+        if revoked is None:
+            raise not_found(f"no API key {key_id!r}")
+        request.app.state.auth.forget()  # at once on this gateway; others within their cache time
+        return MsgspecResponse(msgspec.to_builtins(revoked))
+
+    return router
