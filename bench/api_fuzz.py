@@ -78,6 +78,28 @@ def fuzz(base_url: str, key: str | None, examples: int, *, seed_random: bool = F
     return answers
 
 
+def fuzz_workflows(base_url: str, key: str, scenarios: int, *, seed_random: bool = False) -> Counter:
+    """Schemathesis' stateful run: sequences of calls that follow the schema's links (create a
+    channel, then get, rotate, list its clips and delete it; submit a job, then get and
+    cancel it; create a key, then revoke it), every answer checked as in ``fuzz``."""
+    headers = {"Authorization": f"Bearer {key}"}
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    answers: Counter = Counter()
+
+    class Workflow(schema.as_state_machine()):
+        def get_call_kwargs(self, case) -> dict:
+            return {"base_url": base_url, "headers": headers, "timeout": 30}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:
+            answers[(case.operation.label, f"{response.status_code // 100}xx")] += 1
+            case.validate_response(response, checks=CHECKS, headers=headers, transport_kwargs=kwargs)
+
+    Workflow.run(settings=settings(max_examples=scenarios, stateful_step_count=6, deadline=None,
+                                   suppress_health_check=list(HealthCheck), derandomize=not seed_random,
+                                   database=None))
+    return answers
+
+
 async def _fresh_database(admin_dsn: str, name: str) -> str:
     conn = await asyncpg.connect(admin_dsn)
     try:
@@ -91,7 +113,7 @@ async def _fresh_database(admin_dsn: str, name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", type=int, default=200, help="cases per operation and key mode (default 200)")
+    parser.add_argument("--examples", type=int, default=200, help="cases per operation and key mode; a quarter as many linked workflows (default 200)")
     parser.add_argument("--database-url", default=os.environ.get("LIVECUT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--redis-url", default=os.environ.get("LIVECUT_TEST_REDIS", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
@@ -116,6 +138,17 @@ def main(argv: list[str] | None = None) -> int:
                 figures[mode] = {"cases": cases, "accepted_2xx": accepted, "seconds": round(elapsed, 1),
                                  "cases_per_second": round(cases / elapsed, 1) if cases > 0 else 0,
                                  "operations_reaching_2xx": len({op for (op, cls) in answers if cls == "2xx"})}
+            started = time.perf_counter()
+            try:
+                answers = fuzz_workflows(url, KEY, max(1, args.examples // 4), seed_random=True)
+            except Exception as exc:  # noqa: BLE001 - the report is the figure
+                answers = Counter()
+                failures.append(f"workflows: {exc}")
+            figures["workflows"] = {
+                "calls": sum(answers.values()), "seconds": round(time.perf_counter() - started, 1),
+                "accepted_2xx": sum(n for (_op, cls), n in answers.items() if cls == "2xx"),
+                "operations_reaching_2xx": len({op for (op, cls) in answers if cls == "2xx"}),
+            }
     base, authed = figures["no_key"]["cases_per_second"], figures["admin_key"]["cases_per_second"]
     figures["authenticated_rate_vs_keyless"] = round(authed / base, 2) if base else None
     figures["failures"] = failures
@@ -126,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             f = figures[mode]
             print(f"{mode:>9}: {f['cases']} cases in {f['seconds']} s ({f['cases_per_second']} cases/s), "
                   f"{f['accepted_2xx']} accepted (2xx) on {f['operations_reaching_2xx']} operations")
+        w = figures["workflows"]
+        print(f"workflows: {w['calls']} calls in {w['seconds']} s following links, {w['accepted_2xx']} accepted (2xx) "
+              f"on {w['operations_reaching_2xx']} operations")
         print(f"authenticated cases/s vs keyless (baseline): {figures['authenticated_rate_vs_keyless']}x")
         print(f"failures: {len(failures)}")
         for failure in failures:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -98,6 +99,14 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route"
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(asyncpg.exceptions.DataError)
+    async def _unstorable(request: Request, exc: asyncpg.exceptions.DataError) -> JSONResponse:
+        # SQLSTATE class 22: a value from the request Postgres cannot take (a NUL in text, a
+        # date or number out of its range). The client's input, not a crash.
+        log.info("%s %s: value refused by Postgres: %s", request.method, request.url.path, type(exc).__name__)
+        return error_response(422, "invalid_request", "a value in the request cannot be stored or compared "
+                                                      "(a NUL character, or a date or number out of range)")
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

@@ -76,37 +76,70 @@ def json_schema(type_: Any, *, closed: bool = False) -> dict:
     return inline(schema)
 
 
-def channel_create_schema() -> dict:
-    """``POST /api/channels``: an RTMP/WHIP channel, or a URL channel with its URL; either
-    way its settings, whose ``source`` takes the options of the plugins of that kind."""
+def _settings_schema(kind: str | None) -> dict:
+    """Channel settings as a JSON schema; ``source`` takes the options of the plugins of
+    ``kind`` (None: a VOD job, which takes none)."""
     import stream_actor.sources  # noqa: F401 (registers the plugins)
     from detectors.genres import PROFILES
     from stream_actor.settings import ChannelSettings
     from stream_actor.sources.base import OPERATOR_OPTIONS, registry
 
-    def settings_for(kind: str) -> dict:
-        settings = json_schema(ChannelSettings, closed=True)
-        settings["properties"]["profile"] = {"enum": sorted(PROFILES), "default": settings["properties"]["profile"].get("default")}
-        options = []
-        for plugin in registry():
-            if plugin.kind == kind:
-                schema = json_schema(plugin.options_type, closed=True)
-                for name in OPERATOR_OPTIONS:
-                    schema.get("properties", {}).pop(name, None)
-                options.append(schema)
+    settings = json_schema(ChannelSettings, closed=True)
+    settings["properties"]["profile"] = {"enum": sorted(PROFILES), "default": settings["properties"]["profile"].get("default")}
+    options = []
+    for plugin in registry():
+        if plugin.kind == kind:
+            schema = json_schema(plugin.options_type, closed=True)
+            for name in OPERATOR_OPTIONS:
+                schema.get("properties", {}).pop(name, None)
+            options.append(schema)
+    if not options:
+        settings["properties"]["source"] = {"type": "object", "maxProperties": 0}
+    else:
         settings["properties"]["source"] = options[0] if len(options) == 1 else {"anyOf": options}
-        return settings
+    return settings
 
-    printable = r"[^\x00-\x1f\x7f-\x9f]"
-    name = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": f"^{printable}*[^\\s\\x00-\\x1f\\x7f-\\x9f]{printable}*$"}
-    url = {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": r"^(https?|hls|rtsps?)://[^\s/?#]+",
-           "description": "HTTP(S) media or HLS, a page streamlink knows (Twitch, YouTube, Kick...), or an RTSP camera"}
+
+_PRINTABLE = r"[^\x00-\x1f\x7f-\x9f]"
+NAME = {"type": "string", "minLength": 1, "maxLength": 200,
+        "pattern": f"^{_PRINTABLE}*[^\\s\\x00-\\x1f\\x7f-\\x9f]{_PRINTABLE}*$"}
+
+
+def _url(schemes: str, description: str) -> dict:
+    """A URL of one of ``schemes`` (a regex alternation): an ASCII host name, a port, a path
+    of printable ASCII (IDN hosts and escapes are accepted too, but this is what is described)."""
+    pattern = rf"^({schemes})://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{{1,5}})?(/[!-~]*)?$"
+    return {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": pattern, "description": description}
+
+
+def channel_create_schema() -> dict:
+    """``POST /api/channels``: an RTMP/WHIP channel, or a URL channel with its URL; either
+    way its settings, whose ``source`` takes the options of the plugins of that kind."""
+    url = _url("https?|hls|rtsps?",
+               "HTTP(S) media or HLS, a page streamlink knows (Twitch, YouTube, Kick...), or an RTSP camera")
     return {"oneOf": [
         {"title": "PushChannel", "type": "object", "additionalProperties": False, "required": ["name", "source"],
-         "properties": {"name": name, "source": {"const": "rtmp"}, "settings": settings_for("rtmp")}},
+         "properties": {"name": NAME, "source": {"const": "rtmp"}, "settings": _settings_schema("rtmp")}},
         {"title": "UrlChannel", "type": "object", "additionalProperties": False, "required": ["name", "source", "url"],
-         "properties": {"name": name, "source": {"const": "url"}, "url": url, "settings": settings_for("url")}},
+         "properties": {"name": NAME, "source": {"const": "url"}, "url": url, "settings": _settings_schema("url")}},
     ]}
+
+
+def vod_submit_schema() -> dict:
+    """``POST /api/vods``: a batch of items, or one bare item; an item is a URL or a finished
+    upload, with the settings of a channel (no source options)."""
+    url = _url("https?|hls", "HTTP(S) media, an HLS VOD playlist, or a page yt-dlp or streamlink knows")
+    upload = {"type": "string", "minLength": 1, "maxLength": 64, "description": "the id of a finished tus upload"}
+    settings = _settings_schema(None)
+    item = {"oneOf": [
+        {"title": "UrlItem", "type": "object", "additionalProperties": False, "required": ["url"],
+         "properties": {"url": url, "name": NAME, "settings": settings}},
+        {"title": "UploadItem", "type": "object", "additionalProperties": False, "required": ["upload_id"],
+         "properties": {"upload_id": upload, "name": NAME, "settings": settings}},
+    ]}
+    batch = {"title": "VodBatch", "type": "object", "additionalProperties": False, "required": ["items"],
+             "properties": {"items": {"type": "array", "minItems": 1, "maxItems": 100, "items": item}}}
+    return {"anyOf": [batch, item]}
 
 
 class Answer(msgspec.Struct, frozen=True):

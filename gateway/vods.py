@@ -16,7 +16,7 @@ import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from gateway.openapi import json_schema
+from gateway.openapi import vod_submit_schema
 from gateway.auth import require
 from gateway.errors import invalid, not_found
 from records.settings import Settings
@@ -112,7 +112,7 @@ def build_vod_router(settings: Settings, store: Store, control: VodControl, uplo
             "requestBody": {
                 "required": True,
                 # a batch, or one bare item (answered with one job)
-                "content": {"application/json": {"schema": {"anyOf": [json_schema(VodBatch, closed=True), json_schema(VodItem, closed=True)]}}},
+                "content": {"application/json": {"schema": vod_submit_schema()}},
             }
         },
     )

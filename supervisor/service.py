@@ -183,7 +183,7 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
 
         print(
             f"\nlivecut is up\n"
-            f"  feed:     {settings.base_url}/?key={settings.api_key}\n"
+            f"  feed:     {settings.base_url}/#key={settings.api_key}\n"
             f"  RTMP:     {settings.rtmp_url}/<stream key>   (keys: POST /api/channels)\n"
             f"  WHIP:     {settings.base_url}/whip/<channel id>   (Bearer: the stream key)\n"
             f"  API key:  {settings.api_key}   (admin; scoped keys: livecut keys create --scope read){demo_line}\n"

@@ -491,3 +491,13 @@ async def test_a_channel_cannot_grant_itself_private_url_access(client):
     })
     error = assert_error(resp, 422, "invalid_request")
     assert "allow_private" in error["message"]
+
+
+async def test_values_postgres_or_dns_cannot_take_are_invalid_requests(client, control):
+    """Found by the API fuzzer (both were 500s): a host name IDNA cannot encode, and a NUL
+    character reaching Postgres through a query parameter."""
+    body = {"name": "idna", "source": "url", "url": "rtsp://\U0010def0i/stream"}
+    assert_error(await client.post("/api/channels", json=body, headers=AUTH), 422, "invalid_request")
+    for params in ({"vod_id": "a\x00b"}, {"channel_id": "\x00"}):
+        assert_error(await client.get("/api/clips", params=params, headers=AUTH), 422, "invalid_request")
+    assert control.calls == 0

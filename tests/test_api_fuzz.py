@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.api_fuzz import KEY, UNLIMITED, fuzz
+from bench.api_fuzz import KEY, UNLIMITED, fuzz, fuzz_workflows
 from bench.gateway_server import serve_gateway
 from conftest import _admin, _with_database, free_port
 from records.settings import Settings
@@ -34,3 +34,11 @@ def test_api_fuzz_without_key(gateway_url):
     answers = fuzz(gateway_url, None, EXAMPLES)
     # Without a key nothing is reached but tus' capability discovery (OPTIONS, public by protocol).
     assert answers and all(cls == "4xx" or op.startswith("OPTIONS ") for (op, cls) in answers), answers
+
+
+def test_api_workflows_follow_the_schemas_links(gateway_url):
+    answers = fuzz_workflows(gateway_url, KEY, 8)
+    accepted = {op for (op, cls) in answers if cls == "2xx"}
+    # ids returned by create operations reach the routes that take them, through the links
+    assert accepted & {"GET /api/channels/{channel_id}", "DELETE /api/channels/{channel_id}",
+                       "POST /api/channels/{channel_id}/stream-key/rotate", "DELETE /api/keys/{key_id}"}, answers

@@ -151,8 +151,10 @@ def test_batch_of_a_url_and_an_upload_runs_to_clips(vod_stack, served, page, tmp
     local = tmp_path / "upload.mp4"
     make_broadcast(local, duration=30.0, moments=[Moment(t=12.0, kind="loud")])
     requests = _uploads_requests(page)
+    every_url: list[str] = []
+    page.on("request", lambda r: every_url.append(r.url))
 
-    page.goto(f"{stack.base_url}/?key={stack.api_key}#vods")
+    page.goto(f"{stack.base_url}/#vods&key={stack.api_key}")
     page.wait_for_selector("#vods-view:not([hidden])")
     assert stack.api_key not in page.url, "the key stays in the address bar"
     page.fill("#vod-urls", f"\n  {url}  \n")  # blank lines and spaces around are ignored
@@ -226,6 +228,7 @@ def test_batch_of_a_url_and_an_upload_runs_to_clips(vod_stack, served, page, tmp
             assert loaded["readyState"] >= 1 and not loaded["error"] and loaded["duration"] > 0, loaded
             assert loaded["status"] == 200 and loaded["type"] == "video/mp4", loaded
             assert "/thumbnail" in clip.locator("video").get_attribute("poster")
+            assert "sig=" in clip.locator("video").get_attribute("src"), "media opens by signed URL"
 
     # jobs submitted earlier are listed on load, with their clips
     page.reload()
@@ -245,11 +248,14 @@ def test_batch_of_a_url_and_an_upload_runs_to_clips(vod_stack, served, page, tmp
     page.click("#tab-vods")
     page.wait_for_selector("#vods-view", state="visible")
     assert page.locator("#live-view").is_hidden() and page.locator("#picker").is_hidden()
+    # the key never travelled in a URL: not to the page (a fragment stays in the browser), not
+    # in media, API or Socket.IO requests
+    assert every_url and not any(stack.api_key in u for u in every_url), [u for u in every_url if stack.api_key in u]
 
 
 def test_cancel_stops_a_running_job_and_a_failed_job_shows_why(vod_stack, served, page):
     stack = vod_stack
-    page.goto(f"{stack.base_url}/?key={stack.api_key}#vods")
+    page.goto(f"{stack.base_url}/#vods&key={stack.api_key}")
     page.wait_for_selector("#vods-view:not([hidden])")
     page.fill("#vod-urls", f"{served}cancelled.mp4\n{served}served.truth.json")  # the second is no media
     page.click("#vod-submit")
@@ -294,7 +300,7 @@ def test_upload_resumes_after_a_reload(vod_stack, page, tmp_path, ffmpeg):
     size = big.stat().st_size
     requests = _uploads_requests(page)
 
-    page.goto(f"{stack.base_url}/?key={stack.api_key}&tus_chunk=262144#vods")
+    page.goto(f"{stack.base_url}/?tus_chunk=262144#vods&key={stack.api_key}")
     page.wait_for_selector("#vods-view:not([hidden])")
     page.set_input_files("#vod-files", str(big))
     page.wait_for_function("() => { const b = document.querySelector('.upload .up-bar'); return b && b.value >= 0.1; }")

@@ -399,13 +399,14 @@
     },
   };
 
-  const params = new URLSearchParams(location.search);
-  const fromUrl = params.get("key");
+  // The printed link carries the key in the fragment (#key=KEY, or #vods&key=KEY), which
+  // browsers never send to a server; it is moved to session storage and off the address bar.
+  const fragment = new URLSearchParams(location.hash.replace(/^#/, ""));
+  const fromUrl = fragment.get("key");
   if (fromUrl) {
-    // keep the key out of the address bar and the history once read
-    params.delete("key");
-    const rest = params.toString();
-    history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+    fragment.delete("key");
+    const view = [...fragment.keys()].find((name) => VIEWS.includes(name));
+    history.replaceState(null, "", location.pathname + location.search + (view ? `#${view}` : ""));
   }
   localStorage.removeItem(KEY_STORE); // where earlier versions kept it
   state.key = fromUrl || sessionStorage.getItem(KEY_STORE) || "";
