@@ -28,6 +28,7 @@ from detectors.chat import ChatActivityDetector
 from detectors.crowd import warm as warm_crowd_features
 from detectors.hud import HudDetector
 from detectors.speech import load_whisper_model
+from records.backoff import Backoff
 from records.store import Store, commit_can_never_succeed
 from records.wire import ClipRecord, Health, MomentEvent, new_commit_key
 from stream_actor.clip_sweep import stale_parts, unjournaled_clip_files
@@ -452,7 +453,7 @@ class StreamActor:
         may pass (Postgres down, a timeout) is retried with backoff and holds the later
         entries back; one that never can (bad data, a broken constraint) is reported on the
         channel's event log and skipped."""
-        backoff = 0.5
+        backoff = Backoff(0.5, COMMIT_RETRY_MAX)
         while True:
             entries = await asyncio.to_thread(self.journal.pending)
             if not entries:
@@ -467,13 +468,13 @@ class StreamActor:
                 raise
             except Exception as exc:
                 if not commit_can_never_succeed(exc):
+                    delay = backoff.next()
                     log.warning("channel %s: commit of %s failed (%s); retrying in %.1fs",
-                                self.channel_id, entry.key, exc, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, COMMIT_RETRY_MAX)
+                                self.channel_id, entry.key, exc, delay)
+                    await asyncio.sleep(delay)
                     continue
                 await self._report_rejected(entry, exc)
-            backoff = 0.5
+            backoff.reset()
             await asyncio.to_thread(self.journal.done, entry.key)
 
     async def _commit(self, entry: Add) -> None:

@@ -206,8 +206,7 @@ class TwitchChatClient:
                 continue
             log.info("chat %s: disconnected (%s); reconnecting in %.0f s", self.channel, self.last_error, self.backoff.delay)
             # Wait in interval steps, yielding empty batches so the caller's detector advances.
-            deadline = time.monotonic() + self.backoff.delay
-            self.backoff.delay = min(self.backoff.delay * 2, self.backoff.cap)
+            deadline = time.monotonic() + self.backoff.next()
             while not stopped.is_set() and time.monotonic() < deadline:
                 stopped.wait(min(interval, max(0.0, deadline - time.monotonic())))
                 yield []

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
 from bench.stack import free_port  # noqa: F401  (tests import it from here)
 from records.store import Store
@@ -98,6 +99,14 @@ def redis_url(tmp_path_factory) -> str:
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     yield server.url
     server.stop()
+
+
+@pytest.fixture
+async def redis(redis_url):
+    """A Redis client for one test (tests/test_feed.py has its own, named one)."""
+    client = aioredis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -33,13 +33,6 @@ class RecordingControl:
 
 
 @pytest.fixture
-async def redis(redis_url):
-    client = aioredis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def settings(tmp_path) -> Settings:
     return Settings(data_dir=str(tmp_path), api_key=KEY, port=8123, rtmp_port=1936, public_host="clips.example",
                     rate_limit=100_000)  # the same key across the run's apps: keep the shared budget out of the way

@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-import redis.asyncio as aioredis
 import socketio
 
 from gateway.app import create_app
@@ -22,13 +21,6 @@ ADMIN = "admin-key-5b1e"
 
 def bearer(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = aioredis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

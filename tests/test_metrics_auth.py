@@ -1,8 +1,6 @@
 """/metrics: its own token when configured, and totals from trigger-kept counters."""
 from __future__ import annotations
 
-import pytest
-import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
@@ -12,13 +10,6 @@ from test_api import RecordingControl, assert_error, client_for, make_clip
 
 API_KEY = "metrics-api-key-1"
 TOKEN = "scrape-token-9d2f"
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = aioredis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def totals(text: str) -> dict[str, float]:

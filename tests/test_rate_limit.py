@@ -4,7 +4,6 @@ from __future__ import annotations
 import secrets
 
 import httpx
-import pytest
 import redis.asyncio as aioredis
 
 from gateway.app import create_app
@@ -14,13 +13,6 @@ from records.wire import ChannelCreate
 from test_api import RecordingControl, assert_error, make_clip
 
 KEY = "limit-key-3e9a"
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = aioredis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def client_from(app, address: str) -> httpx.AsyncClient:

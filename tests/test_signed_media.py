@@ -6,7 +6,6 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.app import create_app
 from gateway.signing import UrlSigner, load_secret
@@ -18,13 +17,6 @@ from test_api import RecordingControl, assert_error, client_for, make_clip
 KEY = "media-key-0c4d"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 SECRET = "signing-secret-for-tests"
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = aioredis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 import uvicorn
 from tusclient.client import TusClient
 from tusclient.exceptions import TusCommunicationError
@@ -77,13 +76,6 @@ class Server:
         headers = PATCH_HEADERS if headers is None else headers
         headers = {**headers, "Upload-Offset": str(offset)}
         return await self.http.patch(f"/api/uploads/{uid}", headers=headers, content=body)
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = aioredis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @asynccontextmanager

@@ -429,8 +429,7 @@ def test_backoff_caps_and_stop_interrupts():
     b = Backoff(1.0, 30.0)
     delays = []
     for _ in range(7):
-        delays.append(b.delay)
-        b.delay = min(b.delay * 2, b.cap)
+        delays.append(b.next())
     assert delays == [1, 2, 4, 8, 16, 30, 30]
     src = UrlSource("http://127.0.0.1:9/none.m3u8", dict(PRIVATE, max_backoff=30))  # nothing listens
     stop = threading.Event()
