@@ -13,8 +13,12 @@ from vod.errors import VodFailure
 from vod.sources import policy_of
 
 # FFmpeg options for network inputs: give up on a silent host (15 s) instead of hanging a worker,
-# and ride out a connection dropped mid-read (not a refused one: that fails at once).
-NETWORK_OPTIONS = {"rw_timeout": "15000000", "reconnect": "1", "reconnect_streamed": "1", "reconnect_delay_max": "10"}
+# and ride out a connection dropped mid-read (not a refused one: that fails at once). A seek
+# within 256 KiB reads ahead; a longer one is a new Range request. (FFmpeg's own threshold
+# follows the TCP receive window, so whether a shard downloaded megabytes it skips over
+# depended on timing.)
+NETWORK_OPTIONS = {"rw_timeout": "15000000", "reconnect": "1", "reconnect_streamed": "1", "reconnect_delay_max": "10",
+                   "short_seek_size": str(256 * 1024)}
 MP4_VIDEO = {"h264", "hevc", "av1", "vp9", "mpeg4"}  # codecs the MP4 muxer takes by stream copy
 MP4_AUDIO = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
 MP4_CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2"}
