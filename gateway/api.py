@@ -193,7 +193,7 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
 
     def shown_clip(request: Request, clip) -> dict:
         """A clip's notification with its media URLs signed for this reader."""
-        return request.app.state.signer.sign_notification(msgspec.to_builtins(clip.notification()))
+        return request.app.state.signer.signed_clip(clip)
 
     async def poke() -> None:
         try:

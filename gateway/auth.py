@@ -95,19 +95,24 @@ class Authenticator:
         return principal
 
 
-async def authorize(request: Request, token: object, need: str, bucket: str) -> Principal:
-    """The caller's principal, if its key has scope ``need``; counts the request in ``bucket``."""
-    state = request.app.state
-    principal = await state.auth.principal(token)
-    limiter = getattr(state, "limiter", None)
+async def admit(auth: Authenticator, limiter, token: object, address: str, need: str, bucket: str) -> Principal:
+    """The principal of ``token``, if its key has scope ``need``; counts the call in ``bucket``
+    (``limiter``: a ``gateway.rate_limit.RateLimiter`` or None). For HTTP routes and Socket.IO
+    connects alike."""
+    principal = await auth.principal(token)
+    if limiter is not None:  # guessing keys costs the guesser's address its budget
+        await limiter.hit(bucket, f"key:{principal.key_id}" if principal else f"ip:{address}")
     if principal is None:
-        if limiter is not None:  # guessing keys costs the guesser's address its budget
-            await limiter.hit(bucket, f"ip:{client_address(request)}")
         raise unauthorized()
-    if limiter is not None:
-        await limiter.hit(bucket, f"key:{principal.key_id}")
     if not scope_allows(principal.scope, need):
         raise forbidden(f"this API key's scope ({principal.scope}) does not allow this; it needs {need}")
+    return principal
+
+
+async def authorize(request: Request, token: object, need: str, bucket: str) -> Principal:
+    """``admit`` for an HTTP request; the principal is kept on ``request.state``."""
+    state = request.app.state
+    principal = await admit(state.auth, getattr(state, "limiter", None), token, client_address(request), need, bucket)
     request.state.principal = principal
     return principal
 

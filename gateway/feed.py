@@ -36,10 +36,9 @@ import socketio
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.auth import Authenticator
-from gateway.errors import ApiError, forbidden
+from gateway.auth import Authenticator, admit
+from gateway.errors import ApiError
 from gateway.signing import UrlSigner
-from records.key_store import scope_allows
 from records.store import Store
 from records.vod_store import VodStore
 from records.wire import ClipNotification, VodJob, clip_stream_key, vod_stream_key
@@ -47,6 +46,7 @@ from records.wire import ClipNotification, VodJob, clip_stream_key, vod_stream_k
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/"
+FEED_KEY_HINT = "missing or wrong API key (auth={token: KEY})"
 MAX_ID = 100  # longest channel or clip id accepted from a client
 CATCH_UP_PAGE = 500
 RETRY_MAX = 2.0  # longest wait between reads while Redis is down: the backlog flows this soon after
@@ -181,21 +181,12 @@ class Feed:
     # -- Socket.IO handlers ----------------------------------------------------------------
     async def _on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
+        client = (environ.get("asgi.scope") or {}).get("client") or ("unknown",)
         try:
-            principal = await self.auth.principal(token)
-            if self.limiter is not None:
-                client = (environ.get("asgi.scope") or {}).get("client") or ("unknown",)
-                who = f"key:{principal.key_id}" if principal else f"ip:{client[0]}"
-                await self.limiter.hit("connect", who)
-            if principal is not None and not scope_allows(principal.scope, "read"):
-                raise forbidden("this API key cannot read the feed")
+            await admit(self.auth, self.limiter, token, client[0], "read", "connect")
         except ApiError as exc:  # the client sees message CODE and data {"code", "message"}
-            raise socketio.exceptions.ConnectionRefusedError(exc.code, {"code": exc.code, "message": exc.message}) from None
-        if principal is None:
-            # the client sees message "unauthorized" and data {"code": "unauthorized", ...}
-            raise socketio.exceptions.ConnectionRefusedError(
-                "unauthorized", {"code": "unauthorized", "message": "missing or wrong API key (auth={token: KEY})"}
-            )
+            message = FEED_KEY_HINT if exc.code == "unauthorized" else exc.message
+            raise socketio.exceptions.ConnectionRefusedError(exc.code, {"code": exc.code, "message": message}) from None
 
     async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
         for topic in [t for t, subs in self.subs.items() if sid in subs]:
@@ -259,7 +250,7 @@ class Feed:
                         if self.subs.get(topic, {}).get(sid) is not sub:
                             return _error("unsubscribed", "unsubscribed while catching up")
                         if sub.take(clip.id):
-                            note = self.signer.sign_notification(msgspec.to_builtins(clip.notification()))
+                            note = self.signer.signed_clip(clip)
                             await self.sio.emit("clip", note, to=sid)
                     if len(missed) < CATCH_UP_PAGE:
                         break

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
+
 SECRET_ENV = "LIVECUT_SIGNING_KEY"
 SECRET_FILE = "signing_key"
 URL_FIELDS = ("video_url", "thumbnail_url")
@@ -79,3 +81,7 @@ class UrlSigner:
             if isinstance(signed.get(name), str) and signed[name]:
                 signed[name] = self.sign(signed[name])
         return signed
+
+    def signed_clip(self, clip) -> dict:
+        """A stored clip (``records.wire.ClipRecord``) as its notification, media URLs signed."""
+        return self.sign_notification(msgspec.to_builtins(clip.notification()))

@@ -220,12 +220,7 @@ class Store:
             channel_id, event.t, event.score, event.signals, key,
         )
 
-    async def lose_moment(
-        self, channel_id: str, event: MomentEvent, detail: str, event_id: int | None = None, key: str | None = None
-    ) -> None:
-        if event_id is not None:
-            await self.pool.execute("UPDATE events SET kind = 'clip_lost', detail = $2 WHERE id = $1", event_id, detail)
-            return
+    async def lose_moment(self, channel_id: str, event: MomentEvent, detail: str, key: str | None = None) -> None:
         await self.pool.execute(
             """INSERT INTO events (channel_id, kind, stream_time, score, signals, detail, commit_key)
                VALUES ($1, 'clip_lost', $2, $3, $4, $5, $6)
@@ -254,9 +249,7 @@ class Store:
         wanted = set(paths)
         return {p for r in rows for p in (r["video_path"], r["thumbnail_path"]) if p in wanted}
 
-    async def commit_clip(
-        self, clip: ClipRecord, event: MomentEvent, base_url: str = "", event_id: int | None = None
-    ) -> ClipRecord:
+    async def commit_clip(self, clip: ClipRecord, event: MomentEvent, base_url: str = "") -> ClipRecord:
         """Insert the clip, its event and its notification in one transaction (the outbox), under
         an id Postgres gives it now: the owner's next clip number (``records.wire.clip_id_from_seq``), so
         a channel's (or job's) ids are in commit order whatever clock the cutting host has.
@@ -295,18 +288,14 @@ class Store:
                     stream = vod_stream_key(clip.vod_id)
                 else:
                     stream = clip_stream_key(clip.channel_id)
-                    if event_id is not None:  # the moment was recorded as pending when detected
-                        await conn.execute(
-                            "UPDATE events SET kind = 'moment', clip_id = $2 WHERE id = $1", event_id, stored.id
-                        )
-                    else:  # settles the moment's pending row (same key) if it has one
-                        await conn.execute(
-                            """INSERT INTO events (channel_id, kind, stream_time, score, signals, clip_id, commit_key)
-                               VALUES ($1, 'moment', $2, $3, $4, $5, $6)
-                               ON CONFLICT (channel_id, commit_key) WHERE commit_key IS NOT NULL
-                               DO UPDATE SET kind = 'moment', clip_id = EXCLUDED.clip_id, detail = ''""",
-                            clip.channel_id, event.t, event.score, event.signals, stored.id, key,
-                        )
+                    # settles the moment's pending row (same key) if it has one
+                    await conn.execute(
+                        """INSERT INTO events (channel_id, kind, stream_time, score, signals, clip_id, commit_key)
+                           VALUES ($1, 'moment', $2, $3, $4, $5, $6)
+                           ON CONFLICT (channel_id, commit_key) WHERE commit_key IS NOT NULL
+                           DO UPDATE SET kind = 'moment', clip_id = EXCLUDED.clip_id, detail = ''""",
+                        clip.channel_id, event.t, event.score, event.signals, stored.id, key,
+                    )
                 payload = msgspec.to_builtins(stored.notification(base_url))
                 await enqueue_notification(conn, stream, "clip", payload, channel_id=clip.channel_id)
         return stored

@@ -165,7 +165,6 @@ def new_commit_key() -> str:
     return secrets.token_hex(10)
 
 
-new_clip_id = new_commit_key  # the old name; ids themselves now come from the commit
 
 
 def clip_stream_key(channel_id: str) -> str:

@@ -31,7 +31,7 @@ from detectors.speech import load_whisper_model
 from records.backoff import Backoff
 from records.store import Store, commit_can_never_succeed
 from records.wire import ClipRecord, Health, MomentEvent, new_commit_key
-from stream_actor.clip_sweep import stale_parts, unjournaled_clip_files
+from stream_actor.clip_sweep import remove_files, stale_parts, unjournaled_clip_files
 from stream_actor.clipper import cut_clip
 from stream_actor.commit_journal import Add, CommitJournal
 from stream_actor.shed_queue import SheddingQueue
@@ -160,19 +160,15 @@ class StreamActor:
         await self._sweep(journaled)
 
     async def _sweep(self, journaled: set[str]) -> None:
-        def remove(paths) -> None:
-            for path in paths:
-                path.unlink(missing_ok=True)
-
         parts = await asyncio.to_thread(stale_parts, self.clip_dir)
-        await asyncio.to_thread(remove, parts)
+        await asyncio.to_thread(remove_files, parts)
         candidates = await asyncio.to_thread(unjournaled_clip_files, self.clip_dir, journaled)
         orphans = []
         for i in range(0, len(candidates), 500):
             batch = [str(p) for p in candidates[i:i + 500]]
             referenced = await self.store.referenced_paths(batch)
             orphans += [Path(p) for p in batch if p not in referenced]
-        await asyncio.to_thread(remove, orphans)
+        await asyncio.to_thread(remove_files, orphans)
         if parts or orphans:
             log.info("channel %s: swept %d part file(s) and %d orphaned clip file(s)",
                      self.channel_id, len(parts), len(orphans))

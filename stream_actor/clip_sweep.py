@@ -32,6 +32,12 @@ def _old_files(folder: Path, now: float, grace: float):
             yield path
 
 
+def remove_files(paths) -> None:
+    """Delete what a sweep found (a file gone meanwhile is fine)."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 def stale_parts(folder: Path, now: float | None = None, grace: float = PART_GRACE) -> list[Path]:
     now = time.time() if now is None else now
     return [p for p in _old_files(folder, now, grace) if p.name.startswith(".") and p.name.endswith(PART_SUFFIX)]

@@ -13,7 +13,7 @@ from gateway.api import StreamLimit
 from gateway.app import create_app
 from records.settings import Settings
 from records.store import Store
-from records.wire import ChannelCreate, ClipRecord, Health, MomentEvent, new_clip_id
+from records.wire import ChannelCreate, ClipRecord, Health, MomentEvent, new_commit_key
 from conftest import free_port
 
 KEY = "test-key-7f3a"
@@ -64,7 +64,7 @@ def assert_error(resp: httpx.Response, status: int, code: str) -> dict:
 
 
 async def make_clip(store, channel_id: str, tmp_path, start: float = 0.0, video: bytes = b"", **kw) -> ClipRecord:
-    clip_id = new_clip_id()
+    clip_id = new_commit_key()
     video_path = tmp_path / f"{clip_id}.mp4"
     thumb_path = tmp_path / f"{clip_id}.jpg"
     video_path.write_bytes(video or bytes(range(256)) * 4)

@@ -23,7 +23,7 @@ def _clip(channel_id: str | None, start: float, *, id: str = "", **kw) -> ClipRe
 
 
 def _host_clock_id(seconds_behind: float) -> str:
-    """The id a stream actor made before (``new_clip_id``: its host's clock in microseconds)."""
+    """The id a stream actor made before (``new_commit_key``: its host's clock in microseconds)."""
     return f"{(time.time_ns() // 1000 - int(seconds_behind * 1e6)):014x}00c10c00"
 
 

@@ -327,7 +327,7 @@ class _PostgresDownFor:
             raise ConnectionRefusedError("Postgres is down")
         return None  # as if recorded; the commit records the moment itself
 
-    async def commit_clip(self, record, event, base_url="", event_id=None):
+    async def commit_clip(self, record, event, base_url=""):
         self.attempts += 1
         await asyncio.sleep(0.01)
         if time.monotonic() < self.until:

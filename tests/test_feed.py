@@ -16,7 +16,7 @@ from gateway.app import create_app
 from gateway.feed import Feed, Follow, room_of
 from records.outbox import OutboxRelay
 from records.settings import Settings
-from records.wire import ChannelCreate, ClipRecord, MomentEvent, new_clip_id
+from records.wire import ChannelCreate, ClipRecord, MomentEvent, new_commit_key
 
 KEY = "feed-key-91c2"
 WAIT = 5.0
@@ -122,7 +122,7 @@ async def new_channel(store, name: str = "a") -> str:
 
 async def commit(store, channel_id: str, start: float = 0.0) -> ClipRecord:
     clip = ClipRecord(
-        id=new_clip_id(), channel_id=channel_id, stream_start=start, stream_end=start + 12.5, score=1.75,
+        id=new_commit_key(), channel_id=channel_id, stream_start=start, stream_end=start + 12.5, score=1.75,
         signals={"loudness": 1.4, "keyword": 0.9}, transcript=f"moment at {start}", video_path="/v.mp4",
         thumbnail_path="/t.jpg", duration=12.5, created_at="",
     )

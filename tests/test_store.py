@@ -2,12 +2,12 @@
 import msgspec
 
 from records.outbox import OutboxRelay
-from records.wire import ChannelCreate, ClipRecord, MomentEvent, Signal, clip_stream_key, new_clip_id
+from records.wire import ChannelCreate, ClipRecord, MomentEvent, Signal, clip_stream_key, new_commit_key
 
 
 def _clip(channel_id: str, start: float) -> ClipRecord:
     return ClipRecord(
-        id=new_clip_id(), channel_id=channel_id, stream_start=start, stream_end=start + 15, score=1.5,
+        id=new_commit_key(), channel_id=channel_id, stream_start=start, stream_end=start + 15, score=1.5,
         signals={"loudness": 1.5}, transcript="hello", video_path="/v.mp4", thumbnail_path="/t.jpg",
         duration=15.0, created_at="",
     )
@@ -80,9 +80,10 @@ async def test_a_moment_pending_when_its_actor_died_is_reported_lost_not_dropped
     channel = await store.create_channel(ChannelCreate(name="a", source="rtmp"), {})
     cut = MomentEvent(t=20.0, score=1.5, signals={"loudness": 1.5})
     uncut = MomentEvent(t=60.0, score=1.2, signals={"keyword": 1.2})
-    cut_id = await store.record_pending_moment(channel["id"], cut)
+    key = new_commit_key()  # the clip's commit key settles its pending row
+    await store.record_pending_moment(channel["id"], cut, key)
     await store.record_pending_moment(channel["id"], uncut)
-    clip = await store.commit_clip(_clip(channel["id"], 10.0), cut, event_id=cut_id)
+    clip = await store.commit_clip(msgspec.structs.replace(_clip(channel["id"], 10.0), commit_key=key), cut)
     assert await store.lose_pending_moments(channel["id"], "actor restarted") == 1
     events = {e["stream_time"]: e for e in await store.events(channel["id"])}
     assert (events[20.0]["kind"], events[20.0]["clip_id"]) == ("moment", clip.id)

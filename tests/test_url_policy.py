@@ -65,7 +65,10 @@ class Listener:
             except OSError:
                 return
             self.connections += 1
-            conn.close()
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.close()
 
     def close(self) -> None:
         self.sock.close()
@@ -124,25 +127,16 @@ class WebServer:
         self.httpd.server_close()
 
 
-class RtspRedirector:
+class RtspRedirector(Listener):
     """A raw-socket RTSP server on ``host``: every request (OPTIONS, DESCRIBE) is answered
     with ``status`` and ``Location: to`` (or 404 when ``to`` is None)."""
 
     def __init__(self, host: str, status: int, to: str | None, port: int = 0) -> None:
-        self.sock = socket.create_server((host, port))
-        self.port = self.sock.getsockname()[1]
         self.status, self.to = status, to
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(host, port)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         buf = b""
@@ -165,9 +159,6 @@ class RtspRedirector:
                         conn.sendall(reply)
             except OSError:
                 return
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def same_port_pair() -> tuple[Listener, int]:

@@ -30,7 +30,7 @@ from detectors.speech import transcript_between
 from records.store import Store
 from records.vod_store import VodStore
 from records.wire import ClipRecord, MomentEvent, VodError
-from stream_actor.clip_sweep import stale_parts
+from stream_actor.clip_sweep import remove_files, stale_parts
 from stream_actor.settings import channel_settings
 from vod import plan
 from vod.errors import VodFailure
@@ -181,7 +181,7 @@ class Job:
         if self.row["status"] == "queued" and await self.vods.start(self.id) is None:
             return  # cancelled meanwhile
         # a cut the previous run was writing when it died (this run is the folder's only writer)
-        await asyncio.to_thread(_remove, stale_parts(self.clip_dir, grace=0.0))
+        await asyncio.to_thread(lambda: remove_files(stale_parts(self.clip_dir, grace=0.0)))
         uploads = self.scheduler.uploads
         upload = uploads.path_of(self.row["upload_id"]) if self.row["upload_id"] and uploads else None
         if self.row["upload_id"] and upload is None:
@@ -273,11 +273,6 @@ class Job:
             triggers=list(moment.triggers),
         )
         await self.scheduler.store.commit_clip(record, moment, self.scheduler.options.base_url)
-
-
-def _remove(paths) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
 
 
 async def _result(ref):
