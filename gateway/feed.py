@@ -106,6 +106,14 @@ def _error(code: str, message: str) -> dict:
     return {"ok": False, "error": {"code": code, "message": message}}
 
 
+_VOD_RANK = {"queued": 0, "running": 1, "done": 2, "failed": 2, "cancelled": 2}
+
+
+def vod_progress(job: dict) -> tuple:
+    """A job only moves forward: queued, running (progress and clips grow), then final."""
+    return (_VOD_RANK.get(job.get("status"), 0), job.get("progress") or 0.0, job.get("clips") or 0)
+
+
 @dataclass
 class Subscription:
     """One client's subscription to one channel."""
@@ -113,6 +121,16 @@ class Subscription:
     watermark: str = ""  # highest clip id this client was sent (or told us it has)
     catching_up: bool = True  # live notifications are buffered until catch-up is done
     pending: list[tuple[str, dict]] = field(default_factory=list)
+    vod_state: tuple = ()  # the newest VOD job state this client was sent (see vod_progress)
+
+    def take_vod(self, payload: dict) -> bool:
+        """True when this job state is not older than the last one sent; a subscribe's
+        snapshot can be read before, and sent after, a newer state the relay delivered."""
+        state = vod_progress(payload)
+        if state < self.vod_state:
+            return False
+        self.vod_state = state
+        return True
 
     def take(self, clip_id: str) -> bool:
         """True when ``clip_id`` should go to this client now; advances the watermark."""
@@ -266,8 +284,9 @@ class Feed:
                 from records.vod_store import vod_view
 
                 row = await VodStore(self.store.pool).get(ident)
-                if row is not None:
-                    await self.sio.emit("vod", msgspec.to_builtins(vod_view(row)), to=sid)
+                snapshot = msgspec.to_builtins(vod_view(row)) if row is not None else None
+                if snapshot is not None and sub.take_vod(snapshot):
+                    await self.sio.emit("vod", snapshot, to=sid)
         except (RedisError, OSError) as exc:
             log.warning("subscribe %s: redis unavailable: %s", topic, exc)
             await self._drop_if_current(sid, topic, sub)
@@ -381,8 +400,12 @@ class Feed:
             log.warning("feed relay: skipping a malformed notification on %s: %s", topic, exc)
             return
         payload = msgspec.to_builtins(note)
-        if kind == "vod":  # the job's latest state: every subscriber, no watermark
-            await self._emit("vod", payload, room=topic)
+        if kind == "vod":  # the job's state: every subscriber, never one older than it was sent
+            subs = self.subs.get(topic, {})
+            for sid, _eio_sid in list(self.sio.manager.get_participants(NAMESPACE, topic)):
+                sub = subs.get(sid)
+                if sub is not None and sub.take_vod(payload):
+                    await self._emit("vod", payload, to=sid)
             return
         payload = self.signer.sign_notification(payload)  # fresh signatures, also for a replay
         subs = self.subs.get(topic, {})

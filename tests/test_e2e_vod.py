@@ -125,6 +125,12 @@ def batch(media, tmp_path_factory, pg_admin_dsn, redis_url):
             good = [j["id"] for j in jobs[:3]]
             moments = len(media["truth"].moments)
             subscriber.wait_until(lambda s: sum(c["vod_id"] in good for c in s.clips) >= 3 * moments, 30)
+
+            def ended(s):  # the final state is relayed after the job is final in Postgres
+                last = {e["id"]: e["status"] for e in s.vod_events}
+                return all(last.get(j) == f["status"] for j, f in final.items())
+
+            subscriber.wait_until(ended, 30)
             subscriber.close()
             clips = {j["id"]: _clips(stack, j["id"]) for j in jobs}
         except BaseException:
