@@ -390,7 +390,7 @@ def make_genre_broadcast(
         wav = work / f"{path.stem}.mix.wav"
         write_wav(wav, plan.audio)
         chat = _chat(plan, seed)
-        _encode(path, wav, plan, width, height, fps, gop_seconds)
+        encode_plan(path, wav, plan, width, height, fps, gop_seconds)
     finally:
         if own_tmp:
             shutil.rmtree(work, ignore_errors=True)
@@ -1064,14 +1064,18 @@ class _Renderer:
         return img
 
 
-def _encode(path: Path, wav: Path, plan: _Plan, width: int, height: int, fps: int, gop_seconds: float) -> None:
-    """Rendered frames (piped raw) + the mixed audio, encoded like a live encoder."""
+def encode_plan(path: Path, wav: Path, plan: _Plan, width: int, height: int, fps: int, gop_seconds: float,
+                preset: str | None = None) -> None:
+    """Rendered frames (piped raw) + the mixed audio, encoded like a live encoder (``preset``:
+    another x264 preset than the live encoder's, e.g. "ultrafast" for a large corpus)."""
     gop = max(1, int(round(gop_seconds * fps)))
     path.parent.mkdir(parents=True, exist_ok=True)
+    args = live_encoder_args(wav, plan.duration, gop, path)
+    if preset is not None:
+        args = [preset if a == "veryfast" else a for a in args]
     cmd = [
         "ffmpeg", "-y", "-hide_banner", "-loglevel", "error",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
-        *live_encoder_args(wav, plan.duration, gop, path),
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-", *args,
     ]  # fmt: skip
     renderer = _Renderer(plan, width, height)
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)

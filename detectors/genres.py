@@ -17,22 +17,38 @@ Why the numbers differ:
   pre-roll, and a longer cooldown (the crowd stays loud after a goal).
 * podcast: a laugh or an emotional line matters; long pre-roll for the setup of a joke,
   long cooldown (talk shows should give few, good clips).
+
+The fusion weights, bias and threshold of each profile are *fitted* on the train part of a
+labelled corpus (``bench.fit_fusion`` writes ``detectors/fitted/<profile>.json``). The
+hand-written weights below are the fallback where no fitted file exists, and stay selectable
+as ``<profile>-manual``. Signals the corpus cannot show (chat, emotes: a recording has no
+chat) keep their hand-written meaning in a fitted profile: an additive weight of 1.0 is
+exactly the fitted threshold.
 """
 from __future__ import annotations
 
 import copy
+import logging
+import math
+from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
-from detectors.fusion import DEFAULT_WEIGHTS
+from detectors.fusion import ADDITIVE_WEIGHTS, LOGIT_SCALE, logits
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PROFILE = "default"
+FITTED_DIR = Path(__file__).resolve().parent / "fitted"
+MANUAL_SUFFIX = "-manual"
 
-PROFILES: dict[str, dict] = {
+# Hand-written profiles; fusion weights are additive here (a sum of 1.0 is a moment).
+MANUAL_PROFILES: dict[str, dict] = {
     DEFAULT_PROFILE: {},  # the option defaults of each detector, fusion and clip
     "gaming": {
         "fusion": {
-            "weights": {"hud": 1.2, "keyword": 1.0, "loudness": 0.8, "crowd": 0.6, "laughter": 0.5,
+            "weights": {"hud": 1.2, "keyword": 1.0, "loudness": 0.8, "arousal": 0.9, "crowd": 0.6, "laughter": 0.5,
                         "chat": 0.8, "emote": 0.5, "sentiment": 0.4, "scene_rate": 1.0, "scene": 0.2},
             "cooldown": 12.0,
         },
@@ -41,14 +57,14 @@ PROFILES: dict[str, dict] = {
     "just_chatting": {
         "fusion": {
             "weights": {"laughter": 1.2, "keyword": 1.0, "chat": 1.0, "emote": 0.6, "sentiment": 0.6,
-                        "loudness": 0.8, "crowd": 0.6, "hud": 0.0, "scene_rate": 0.2, "scene": 0.1},
+                        "loudness": 0.8, "arousal": 1.0, "crowd": 0.6, "hud": 0.0, "scene_rate": 0.2, "scene": 0.1},
             "cooldown": 20.0,
         },
         "clip": {"pre_roll": 10.0, "post_roll": 5.0},
     },
     "sports": {
         "fusion": {
-            "weights": {"crowd": 1.0, "loudness": 1.0, "keyword": 0.8, "scene_rate": 1.0, "chat": 0.8,
+            "weights": {"crowd": 1.0, "loudness": 1.0, "arousal": 1.0, "keyword": 0.8, "scene_rate": 1.0, "chat": 0.8,
                         "emote": 0.5, "sentiment": 0.4, "laughter": 0.3, "hud": 0.0, "scene": 0.2},
             "cooldown": 25.0,
         },
@@ -56,13 +72,78 @@ PROFILES: dict[str, dict] = {
     },
     "podcast": {
         "fusion": {
-            "weights": {"laughter": 1.2, "sentiment": 0.8, "keyword": 1.0, "loudness": 0.6, "crowd": 0.4,
+            "weights": {"laughter": 1.2, "sentiment": 0.8, "keyword": 1.0, "loudness": 0.6, "arousal": 0.8, "crowd": 0.4,
                         "chat": 0.8, "emote": 0.4, "hud": 0.0, "scene_rate": 0.0, "scene": 0.0},
             "cooldown": 30.0,
         },
         "clip": {"pre_roll": 20.0, "post_roll": 5.0},
     },
 }
+
+FITTED_VERSION = 1
+Weight = Annotated[float, msgspec.Meta(ge=-40.0, le=40.0)]
+
+
+class FittedFusion(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A profile's fusion, fitted by ``bench.fit_fusion`` (logistic regression on the train part)."""
+
+    version: int
+    profile: str
+    features: list[str]  # the signal names the model was fitted over (detectors' output names)
+    bias: Annotated[float, msgspec.Meta(ge=-100.0, le=100.0)]
+    weights: dict[str, Weight]
+    threshold: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)]
+    cap: Annotated[float, msgspec.Meta(gt=0.0, le=100.0)]
+    detectors: str = ""  # the detector version the signals came from (bench.corpus_signals)
+    fitted_on: dict = {}  # the corpus part, seeds, hours, and the train figures
+
+
+def load_fitted(name: str, folder: Path = FITTED_DIR) -> FittedFusion | None:
+    """The fitted fusion of profile ``name``, or None where there is none (or it is unusable)."""
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        fitted = msgspec.json.decode(path.read_bytes(), type=FittedFusion)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning("fitted profile %s is unusable (%s): the hand-written one is used", path.name, exc)
+        return None
+    if fitted.version != FITTED_VERSION:
+        log.warning("fitted profile %s has version %s, not %s: the hand-written one is used",
+                    path.name, fitted.version, FITTED_VERSION)
+        return None
+    return fitted
+
+
+def _manual(profile: dict) -> dict:
+    """A hand-written profile with its additive fusion weights as logits."""
+    out = merge({"fusion": {"weights": ADDITIVE_WEIGHTS}}, profile)  # unnamed weights: defaults
+    out["fusion"]["weights"] = logits(out["fusion"]["weights"])
+    out["fusion"]["bias"] = -LOGIT_SCALE
+    return out
+
+
+def _fitted(profile: dict, fitted: FittedFusion) -> dict:
+    """A hand-written profile with the fitted fusion laid over it. Names the model never saw
+    keep their hand-written meaning: additive weight w adds w of the way from bias to threshold."""
+    additive = merge({"fusion": {"weights": ADDITIVE_WEIGHTS}}, profile)["fusion"]["weights"]
+    unit = math.log(fitted.threshold / (1.0 - fitted.threshold)) - fitted.bias
+    weights = {name: round(w * unit, 6) for name, w in additive.items() if name not in fitted.features}
+    weights.update(fitted.weights)
+    out = merge(profile, {"fusion": {"bias": fitted.bias, "threshold": fitted.threshold, "cap": fitted.cap}})
+    out["fusion"]["weights"] = weights
+    return out
+
+
+def build_profiles(folder: Path = FITTED_DIR) -> dict[str, dict]:
+    """Every profile by name: fitted where a fitted file exists, and each hand-written one as
+    ``<name>-manual``."""
+    profiles: dict[str, dict] = {}
+    for name, profile in MANUAL_PROFILES.items():
+        fitted = load_fitted(name, folder)
+        profiles[name] = _fitted(profile, fitted) if fitted is not None else _manual(profile)
+        profiles[name + MANUAL_SUFFIX] = _manual(profile)
+    return profiles
 
 
 def with_profile(raw: dict | None) -> dict:
@@ -71,8 +152,7 @@ def with_profile(raw: dict | None) -> dict:
     name = raw.get("profile", DEFAULT_PROFILE)
     if name not in PROFILES:
         raise msgspec.ValidationError(f"unknown profile {name!r} (one of: {', '.join(sorted(PROFILES))})")
-    base = merge({"fusion": {"weights": DEFAULT_WEIGHTS}}, PROFILES[name])  # unnamed weights: defaults
-    return merge(base, raw)
+    return merge(PROFILES[name], raw)
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -84,3 +164,6 @@ def merge(base: dict, override: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+PROFILES: dict[str, dict] = build_profiles()

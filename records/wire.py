@@ -32,8 +32,8 @@ class MomentEvent(msgspec.Struct, frozen=True):
     """Fusion output: the score crossed the threshold at stream time ``t``."""
 
     t: float  # the strongest signal's time
-    score: float
-    signals: dict[str, float]  # contribution of each signal name to the score
+    score: float  # probability (0..1) that a person would clip this moment (detectors.fusion)
+    signals: dict[str, float]  # contribution of each signal name to the score's logit (context < 0)
     start: float | None = None  # the span of the moment's signals (None: just ``t``)
     end: float | None = None
     seq: int = 0  # fusion re-emits a growing moment with the same seq
@@ -52,8 +52,8 @@ class ClipNotification(msgspec.Struct, frozen=True):
     channel_id: str | None
     stream_start: float
     stream_end: float
-    score: float
-    signals: dict[str, float]
+    score: float  # probability (0..1) that a person would clip this moment
+    signals: dict[str, float]  # each signal's contribution to the score's logit
     transcript: str
     video_url: str
     thumbnail_url: str

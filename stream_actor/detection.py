@@ -11,15 +11,19 @@ from collections import deque
 import numpy as np
 
 from detectors.assets import AssetDirs
+from detectors.arousal import ArousalDetector
 from detectors.boundaries import snap_clip
 from detectors.crowd import CrowdDetector
 from detectors.fusion import Fusion
 from detectors.hud import HudDetector
 from detectors.keywords import KeywordSpotter
 from detectors.loudness import LoudnessDetector
+from detectors.music import MusicDetector
+from detectors.pitch import VoiceFrames
 from detectors.scene import SceneChangeDetector
 from detectors.sentiment import SentimentDetector
 from detectors.speech import StreamingTranscriber, transcript_between
+from detectors.speech_rate import SpeechRateDetector
 from records.wire import MomentEvent, Signal, Word
 from stream_actor.settings import ChannelSettings
 
@@ -49,12 +53,16 @@ class DetectorPipeline:
 
     def __init__(self, settings: ChannelSettings, whisper_model, hud: HudDetector | None = None):
         self.loudness = LoudnessDetector(settings.loudness)
+        self.arousal = ArousalDetector(settings.arousal)
+        self.music = MusicDetector(settings.music)
+        self.voice_frames = VoiceFrames()  # the frame analysis arousal and music share (computed once)
         self.crowd = CrowdDetector(settings.crowd)
         self.sentiment = SentimentDetector(settings.sentiment)
         self.scene = SceneChangeDetector(settings.scene)
         self.hud = hud  # only with a game profile
         self.transcriber = StreamingTranscriber(whisper_model, settings.speech) if whisper_model is not None else None
         self.keywords = KeywordSpotter(settings.keywords)
+        self.speech_rate = SpeechRateDetector(settings.speech_rate)
         self.fusion = Fusion(settings.fusion)
         self.words: deque[Word] = deque()
         self.audio_through = 0.0  # stream time the audio detectors have consumed
@@ -63,7 +71,12 @@ class DetectorPipeline:
         self._lock = threading.Lock()
 
     def audio_signals(self, t0: float, samples: np.ndarray) -> list[Signal]:
-        signals = self.loudness.push(t0, samples) + self.crowd.push(t0, samples)
+        aroused, music = [], []
+        for frames in self.voice_frames.push(t0, samples):
+            heard = self.music.push_frames(frames)  # first: arousal does not judge inside music
+            aroused += self.arousal.push_frames(frames, heard)
+            music += heard
+        signals = self.loudness.push(t0, samples) + aroused + music + self.crowd.push(t0, samples)
         self.audio_through = t0 + len(samples) / 16000.0
         return signals
 
@@ -77,7 +90,7 @@ class DetectorPipeline:
     def word_signals(self, words: list[Word], until: float) -> list[Signal]:
         """Transcript signals of final words (``until``: the stream time the transcript is final to)."""
         # the sentiment detector also closes an utterance after a pause, with no new words
-        signals = self.sentiment.push(words, until=until)
+        signals = self.sentiment.push(words, until=until) + self.speech_rate.push(words, until=until)
         if words:
             signals += self.keywords.push(words)
         return signals

@@ -1,7 +1,7 @@
 """Per-channel settings: every detector, fusion, clip and ring-buffer option, with defaults.
 
 A channel's ``settings`` JSON picks a genre profile and overrides any subset, e.g.
-``{"profile": "sports", "fusion": {"threshold": 1.2}, "clip": {"pre_roll": 8}}``.
+``{"profile": "sports", "fusion": {"threshold": 0.7}, "clip": {"pre_roll": 8}}``.
 Unknown keys and out-of-range values are errors naming the field; ``source`` is checked
 against the options of the channel's source plugin. Nothing here is a path: a HUD profile
 and a whisper model are names (``detectors.assets``).
@@ -12,6 +12,7 @@ from typing import Annotated
 
 import msgspec
 
+from detectors.arousal import ArousalOptions
 from detectors.assets import OPTIONAL_NAME_PATTERN, AssetDirs, AssetError, whisper_model_dir
 from detectors.chat import ChatOptions
 from detectors.crowd import CrowdOptions
@@ -19,9 +20,11 @@ from detectors.fusion import FusionOptions
 from detectors.genres import DEFAULT_PROFILE, with_profile
 from detectors.keywords import KeywordOptions
 from detectors.loudness import LoudnessOptions
+from detectors.music import MusicOptions
 from detectors.scene import SceneOptions
 from detectors.sentiment import SentimentOptions
 from detectors.speech import SpeechOptions
+from detectors.speech_rate import SpeechRateOptions
 from records.retention import RetentionOptions
 from stream_actor.ring_buffer import RingOptions
 
@@ -46,9 +49,12 @@ class HudOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class ChannelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     profile: str = DEFAULT_PROFILE  # genre profile (detectors.genres): weights, threshold, rolls, cooldown
     loudness: LoudnessOptions = msgspec.field(default_factory=LoudnessOptions)
+    arousal: ArousalOptions = msgspec.field(default_factory=ArousalOptions)  # excitement in the voice, not level
+    music: MusicOptions = msgspec.field(default_factory=MusicOptions)  # music (and singing) vs speech: context
     speech: SpeechOptions = msgspec.field(default_factory=SpeechOptions)
     keywords: KeywordOptions = msgspec.field(default_factory=KeywordOptions)
     sentiment: SentimentOptions = msgspec.field(default_factory=SentimentOptions)
+    speech_rate: SpeechRateOptions = msgspec.field(default_factory=SpeechRateOptions)  # rushed utterances
     crowd: CrowdOptions = msgspec.field(default_factory=CrowdOptions)
     scene: SceneOptions = msgspec.field(default_factory=SceneOptions)
     fusion: FusionOptions = msgspec.field(default_factory=FusionOptions)

@@ -5,7 +5,7 @@ import time
 import pytest
 
 import media
-from detectors.fusion import Fusion, FusionOptions
+from detectors.fusion import Fusion, FusionOptions, probability
 from detectors.keywords import KeywordSpotter
 from detectors.loudness import LoudnessDetector
 from detectors.speech import SpeechOptions, StreamingTranscriber
@@ -27,17 +27,18 @@ def test_one_moment_gives_one_event_whatever_the_arrival_order(order):
     events = latest([e for s in order for e in fusion.push([s])])
     assert len(events) == 1, events
     assert 19.6 <= events[0].t <= 21.5
-    assert events[0].score >= 1.0
-    assert events[0].span() == (19.6, 21.5)  # the clip covers all three
+    assert events[0].score >= FusionOptions().threshold
+    assert events[0].span() == (20.0, 21.5)  # the clip covers the triggers; the cut (a modifier) only adds
+    assert set(events[0].signals) == {"loudness", "keyword", "scene"}
 
 
 def test_weak_signals_add_up_within_the_window():
     fusion = Fusion()
-    assert fusion.push([CUT]) == []  # 0.3 * 1.5 = 0.45
-    (event,) = fusion.push([WORDS])  # + 0.6 = 1.05
-    assert event.signals == {"scene": 0.45, "keyword": 0.6}
+    assert fusion.push([CUT]) == []  # a modifier never starts a moment
+    (event,) = fusion.push([WORDS])  # 4 * (0.3 * 1.5 + 0.6) - 4 = 0.2 > 0: p > 0.5
+    assert event.signals == {"scene": 1.8, "keyword": 2.4}
     assert event.t == WORDS.t  # the strongest contributor
-    assert event.score == pytest.approx(1.05)
+    assert event.score == pytest.approx(probability(0.2), abs=1e-4)
     assert [s.name for s in event.triggers] == ["scene", "keyword"]
     assert event.triggers[1].detail == "no way"
 
@@ -46,7 +47,7 @@ def test_per_name_max_and_cap():
     fusion = Fusion()
     assert fusion.push([Signal("keyword", 5.0, 0.6), Signal("keyword", 6.0, 0.6)]) == []  # max, not sum
     (event,) = fusion.push([Signal("loudness", 30.0, 9.0)])
-    assert event.signals == {"loudness": FusionOptions().cap}
+    assert event.signals == {"loudness": 4.0 * FusionOptions().cap}
 
 
 def test_quiet_input_gives_nothing():
@@ -57,6 +58,27 @@ def test_quiet_input_gives_nothing():
     signals += [Signal("scene", t + 21, 1.0) for t in range(0, 300, 30)]  # ...even with a cut: 0.8
     signals += [Signal("unheard-of", t, 5.0) for t in range(0, 300, 5)]  # not a weighted name
     assert fusion.push(signals) == []
+
+
+def test_modifiers_never_start_a_moment_alone():
+    fusion = Fusion(FusionOptions(weights={"sentiment": 10.0, "scene": 10.0, "keyword": 4.0}))
+    assert fusion.push([Signal("sentiment", 10.0, 1.0), Signal("scene", 11.0, 2.0)]) == []  # p ~ 1, but no trigger
+    (event,) = fusion.push([Signal("keyword", 12.0, 0.2, "insane")])  # a weak trigger with them is a moment
+    assert event.t == 11.0 and event.score > 0.99
+
+
+def test_context_lowers_a_moment_around_it_and_never_starts_one():
+    opts = FusionOptions(weights={"loudness": 4.0, "keyword": 4.0, "arousal": 4.0, "music": -6.0})
+    alone = Fusion(opts).push([Signal("loudness", 50.0, 1.2)])
+    assert len(alone) == 1  # a burst in talk is a moment
+    fusion = Fusion(opts)
+    music = [Signal("music", float(t), 0.9) for t in range(40, 60)]
+    assert fusion.push(music) == []  # context alone: nothing
+    assert fusion.push([Signal("loudness", 50.0, 1.2)]) == []  # a swell inside music: not a moment
+    assert fusion.push([Signal("keyword", 51.0, 1.0, "let's go")]) == []  # sung: not either
+    (shout,) = fusion.push([Signal("arousal", 52.0, 1.5)])  # a shout over the music is
+    assert shout.signals["music"] == pytest.approx(-5.4) and shout.score >= opts.threshold
+    assert [s.name for s in shout.triggers] == ["loudness", "keyword", "arousal"]  # context is no trigger
 
 
 def test_two_moments_further_apart_than_cooldown_give_two_events():
@@ -75,7 +97,8 @@ def test_signals_close_to_a_moment_join_it_and_its_span_covers_them():
     (chat,) = fusion.push([Signal("chat", 106.5, 1.0)])  # viewers react later still
     assert roar.seq == grown.seq == chat.seq
     assert chat.span() == (100.0, 106.5)
-    assert chat.score == pytest.approx(1.3 + 1.0 + 0.8)
+    assert chat.signals == pytest.approx({"loudness": 5.2, "keyword": 4.0, "chat": 3.2})
+    assert chat.score == pytest.approx(probability(5.2 + 4.0 + 3.2 - 4.0), abs=1e-4)
     assert {s.name for s in chat.triggers} == {"loudness", "keyword", "chat"}
     # a weaker signal of a name already in the moment inside its span changes nothing
     assert fusion.push([Signal("keyword", 101.0, 0.6, "no way")]) == []

@@ -12,6 +12,10 @@ from stream_actor.settings import channel_settings
 from vod import plan
 from vod.plan import Shard, ShardResult
 
+# The planning and merging mechanics, with the hand-written fusion (a strong loudness burst or
+# "oh my god" is a moment on its own): independent of what the fitted weights make of them.
+HAND_WRITTEN = {"profile": "default-manual"}
+
 
 @pytest.mark.parametrize("duration", [7.0, 95.0, 179.9, 181.0, 600.0, 3600.0, 3601.5])
 def test_shards_tile_the_recording_and_read_a_lead_and_a_tail(duration):
@@ -67,7 +71,7 @@ def _results(shards: list[Shard], signals: list[Signal], words: list[Word]) -> d
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_merged_shards_fuse_like_one_pass_and_final_moments_never_change(seed):
-    settings = channel_settings({})
+    settings = channel_settings(HAND_WRITTEN)
     duration = 900.0
     signals = _signals(seed, duration)
     shards = plan.plan_shards(duration, 150.0, lead=35.0)
@@ -92,14 +96,14 @@ def test_merged_shards_fuse_like_one_pass_and_final_moments_never_change(seed):
 
 
 def test_fusion_is_fed_in_steps_so_old_signals_are_not_dropped_by_its_horizon():
-    settings = channel_settings({})
+    settings = channel_settings(HAND_WRITTEN)
     # two moments far apart: one push of everything would drop the first (horizon 60 s)
     signals = [Signal("loudness", 10.0, 1.5), Signal("loudness", 500.0, 1.5)]
     assert [m.t for m in plan.fuse(signals, settings)] == [10.0, 500.0]
 
 
 def test_transcript_signals_come_from_the_merged_words_across_a_seam():
-    settings = channel_settings({})
+    settings = channel_settings(HAND_WRITTEN)
     shards = plan.plan_shards(360.0, 180.0, lead=35.0)
     seam = shards[1].start
     words = [
@@ -112,7 +116,7 @@ def test_transcript_signals_come_from_the_merged_words_across_a_seam():
 
 
 def test_clip_range_is_pre_and_post_roll_around_the_span_inside_the_recording():
-    settings = channel_settings({})
+    settings = channel_settings(HAND_WRITTEN)
     moment = plan.fuse([Signal("loudness", 4.0, 1.5)], settings)[0]
     start, end = plan.clip_range(moment, [], settings, duration=7.0)
     assert (start, end) == (0.0, 7.0)

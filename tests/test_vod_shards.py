@@ -42,7 +42,8 @@ def test_shards_find_the_moments_of_one_pass(recording, shard_seconds):
         # audio signals land on the same grid (exactly); ASR words may move by tens of ms, as
         # whisper aligns an utterance in a window packed with other neighbours
         assert abs(moment.t - one_pass.t) <= 0.25, (moment, one_pass)
-        assert moment.signals.keys() == one_pass.signals.keys()
+        # speech_rate is the one signal of word *timing*: a shift of tens of ms can tip it either way
+        assert moment.signals.keys() - {"speech_rate"} == one_pass.signals.keys() - {"speech_rate"}
     # every utterance once, whichever way the recording was cut: no word lost or doubled
     sharded_words, whole_words = [w.text for w in sharded.words], [w.text for w in whole.words]
     assert abs(len(sharded_words) - len(whole_words)) <= 0.03 * len(whole_words), (sharded_words, whole_words)

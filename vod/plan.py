@@ -48,7 +48,8 @@ class ShardResult(msgspec.Struct):
 
 def shard_lead(settings: ChannelSettings) -> float:
     """Seconds a shard decodes before its start: the longest detector history, plus a margin."""
-    return max(settings.loudness.baseline_seconds, settings.crowd.baseline_seconds, settings.scene.rate_window) + 5.0
+    return max(settings.loudness.baseline_seconds, settings.crowd.baseline_seconds, settings.arousal.baseline_seconds,
+               settings.music.window, settings.scene.rate_window) + 5.0
 
 
 def plan_shards(duration: float, shard_seconds: float, lead: float, tail: float = 20.0) -> list[Shard]:

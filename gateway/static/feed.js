@@ -172,7 +172,8 @@
     renewMediaOnError(video, clip.id);
     if (label !== undefined) li.querySelector(".channel-name").textContent = label;
     else fillChannelName(li);
-    li.querySelector(".score").textContent = `score ${clip.score.toFixed(2)}`;
+    // the fused score is the probability that a person would clip this moment
+    li.querySelector(".score").textContent = `score ${Math.round(clip.score * 100)}%`;
     const length = clip.stream_end - clip.stream_start;
     li.querySelector(".range").textContent =
       `${clock(clip.stream_start)} – ${clock(clip.stream_end)} (${Math.round(length)} s)`;
@@ -184,9 +185,10 @@
     const fired = Object.entries(clip.signals || {}).sort((a, b) => b[1] - a[1]);
     const triggers = new Map((clip.triggers || []).map((s) => [s.name, s]));
     for (const [name, value] of fired) {
-      // the contribution to the score, and what fired (the keyword heard, the HUD text read...)
+      // the contribution to the score's logit (negative: context such as music that lowered it),
+      // and what fired (the keyword heard, the HUD text read...)
       const chip = el("li", "signal");
-      chip.append(el("span", "sig-name", name), el("span", "sig-value", value.toFixed(2)));
+      chip.append(el("span", "sig-name", name), el("span", "sig-value", (value > 0 ? "+" : "") + value.toFixed(1)));
       const trigger = triggers.get(name);
       if (trigger) {
         chip.title = `${name} at ${clock(trigger.t)}: value ${trigger.value.toFixed(2)}`;
