@@ -12,12 +12,14 @@ arrives), so they are kept for a while and re-scored as they arrive, in any orde
   them must be a trigger: ``modifiers`` (sentiment, a single scene cut) only ever raise or
   lower a moment that something else started.
 * A signal with a negative weight is *context* (``music``: loud music, a sung hype phrase):
-  it never joins a moment, it lowers the score of any moment within ``context_window`` of it. Context
-  comes from the audio path, which runs ahead of ASR, so it is there when a moment is judged.
+  it never joins a moment, it lowers the score of any moment within ``context_window`` of
+  it. Context comes from the audio path, which runs ahead of ASR, so it is there when a
+  moment is judged.
 * Signals within ``cluster_gap`` of a moment's span join it and stretch the span (up to
   ``max_span``), so a roar, the shouted keyword after it and the chat burst that follows are
-  one moment whose clip covers all three. Modifiers join without stretching it. A joining signal can raise the moment's score: the
-  moment is then emitted again, with the same ``seq``, until it is cut.
+  one moment whose clip covers all three; modifiers join without stretching it. A joining
+  signal can raise the moment's score: the moment is then emitted again, with the same
+  ``seq``, until it is cut.
 * "One moment gives one event": any other signal within ``cooldown`` of a moment's span
   (before or after) belongs to that moment and can never start another.
 """

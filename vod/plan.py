@@ -48,8 +48,11 @@ class ShardResult(msgspec.Struct):
 
 def shard_lead(settings: ChannelSettings) -> float:
     """Seconds a shard decodes before its start: the longest detector history, plus a margin."""
-    return max(settings.loudness.baseline_seconds, settings.crowd.baseline_seconds, settings.arousal.baseline_seconds,
-               settings.music.window, settings.scene.rate_window) + 5.0
+    # Not the arousal baseline (60 s of voiced speech, more than a minute of audio): 35 s of
+    # lead warms it well past its warm-up, and a lead that long would make every shard of a
+    # short recording read it from the start.
+    return max(settings.loudness.baseline_seconds, settings.crowd.baseline_seconds, settings.music.window,
+               settings.scene.rate_window) + 5.0
 
 
 def plan_shards(duration: float, shard_seconds: float, lead: float, tail: float = 20.0) -> list[Shard]:
