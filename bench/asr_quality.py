@@ -27,6 +27,8 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
+from bench.stats import percentile
+
 RATE = 16000
 
 _NUMBERS = {str(i): w for i, w in enumerate(
@@ -52,13 +54,6 @@ def wer(reference: str | list[str], hypothesis: str | list[str]) -> float:
         for j, h in enumerate(hyp, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
     return row[-1] / len(ref)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def synth_music(seconds: float, seed: int = 0, dbfs: float = -20.0) -> np.ndarray:

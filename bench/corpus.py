@@ -81,6 +81,7 @@ from bench.genres import (
     GenreTruth,
     Part,
     encode_plan,
+    fill_talk,
     _laughter,
     _montage,
     _music,
@@ -831,30 +832,26 @@ def _schedule(ctx: _Ctx) -> None:
 
 
 def _calm_talk(ctx: _Ctx) -> None:
-    """The speakers' talk everywhere except around reactions (the talk pauses there)."""
+    """The speakers' talk everywhere except around reactions (the talk pauses there); in a
+    podcast the speaker changes more often."""
     plan, rng = ctx.plan, ctx.plan.rng
     sentences = list(CALM_TALK[ctx.style]) + list(CALM_SENTENCES)
     style = "excited" if ctx.loud_talker else "calm"
     extra = 5.0 if ctx.loud_talker else 0.0
     cache: dict[tuple[int, int], np.ndarray] = {}
-    for t, x in plan.talk_inserts:
-        plan.add(t, x)
-    t, who = 1.0, 0
-    while t < plan.duration:
+    who = 0
+
+    def pick(placed: int) -> np.ndarray:
+        nonlocal who
         if len(ctx.speakers) > 1 and rng.random() < (0.5 if ctx.style == "podcast" else 0.25):
             who = int(rng.integers(len(ctx.speakers)))
         key = (int(rng.integers(len(sentences))), who)
         if key not in cache:
             level = extra + (float(rng.uniform(-1.5, 1.5)) if ctx.loud_talker else 0.0)
             cache[key] = ctx.say(sentences[key[0]], who, style) * ctx.gain(who, level)
-        clip = cache[key]
-        end = t + len(clip) / SAMPLE_RATE
-        blocked = next((b for a, b in plan.keep_clear if t < b and end > a), None)
-        if blocked is not None:
-            t = blocked
-            continue
-        plan.add(t, clip)
-        t = end + float(rng.uniform(0.3, 1.2))
+        return cache[key]
+
+    fill_talk(plan, pick, (0.3, 1.2))
 
 
 def _ambience(ctx: _Ctx) -> None:

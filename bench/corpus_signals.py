@@ -154,12 +154,13 @@ def corpus_broadcasts(folder: Path, split: str = "all") -> list[Path]:
     out = []
     for truth in sorted(Path(folder).glob("*.truth.json")):
         mp4 = truth.with_name(truth.name[: -len(".truth.json")] + ".mp4")
-        if mp4.exists() and split in ("all", split_of(truth)):
+        if mp4.exists() and split in ("all", recorded_split(truth)):
             out.append(mp4)
     return out
 
 
-def split_of(truth_file: Path) -> str:
+def recorded_split(truth_file: Path) -> str:
+    """The split a truth file says its broadcast belongs to ("" for non-corpus broadcasts)."""
     return json.loads(Path(truth_file).read_bytes()).get("split", "")
 
 

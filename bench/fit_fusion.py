@@ -30,7 +30,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from bench.corpus_signals import Analysis, corpus_broadcasts, detector_version, load_analysis, split_of
+from bench.corpus_signals import Analysis, corpus_broadcasts, detector_version, load_analysis, recorded_split
 from bench.genres import GenreTruth, load_genre_truth
 from bench.quality import AFTER, BEFORE, score
 from detectors.fusion import DEFAULT_MODIFIERS
@@ -65,7 +65,7 @@ def load_train(folder: Path) -> list[Broadcast]:
     version = detector_version()
     out = []
     for mp4 in corpus_broadcasts(folder, "train"):
-        if split_of(mp4.with_name(f"{mp4.stem}.truth.json")) != "train":
+        if recorded_split(mp4.with_name(f"{mp4.stem}.truth.json")) != "train":
             raise RuntimeError(f"{mp4.name} is not in the train part")
         analysis = load_analysis(mp4, version)
         if analysis is None:

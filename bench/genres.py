@@ -47,6 +47,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -733,29 +734,41 @@ def _ambience(plan: _Plan) -> None:
         plan.audio += (hum * plan.speech_gain * db(-20.0)).astype(np.float32)
 
 
-def _calm_talk(plan: _Plan) -> None:
-    """Calm sentences everywhere except around shouts and laughter (the talk pauses there)."""
-    rng = plan.rng
-    voices = VOICES[plan.genre]
-    sentences = list(CALM_TALK[plan.genre])
-    cache: dict[tuple[int, int], np.ndarray] = {}
+def fill_talk(plan: _Plan, pick: Callable[[int], np.ndarray], pause: tuple[float, float]) -> None:
+    """Lay talk over the whole broadcast except where ``plan.keep_clear`` asks for quiet (the
+    talk pauses around reactions), plus ``plan.talk_inserts`` where they were put.
+    ``pick(placed)`` gives the next clip (``placed``: clips laid so far); a clip that would
+    run into a kept-clear span is dropped and the next one is picked after that span."""
     for t, x in plan.talk_inserts:
         plan.add(t, x)
-    t, j = 1.0, 0
+    t, placed = 1.0, 0
     while t < plan.duration:
-        who = int(rng.integers(len(voices))) if len(voices) > 1 else 0
-        key = (j % len(sentences), who)
-        if key not in cache:
-            cache[key] = plan.voice(sentences[key[0]], voice=voices[who]) * plan.speech_gain
-        clip = cache[key]
+        clip = pick(placed)
         end = t + len(clip) / SAMPLE_RATE
         blocked = next((b for a, b in plan.keep_clear if t < b and end > a), None)
         if blocked is not None:
             t = blocked
             continue
         plan.add(t, clip)
-        j += 1
-        t = end + float(rng.uniform(0.4, 1.2))
+        placed += 1
+        t = end + float(plan.rng.uniform(*pause))
+
+
+def _calm_talk(plan: _Plan) -> None:
+    """Calm sentences everywhere except around shouts and laughter, in turn by the genre's voices."""
+    rng = plan.rng
+    voices = VOICES[plan.genre]
+    sentences = list(CALM_TALK[plan.genre])
+    cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def pick(placed: int) -> np.ndarray:
+        who = int(rng.integers(len(voices))) if len(voices) > 1 else 0
+        key = (placed % len(sentences), who)
+        if key not in cache:
+            cache[key] = plan.voice(sentences[key[0]], voice=voices[who]) * plan.speech_gain
+        return cache[key]
+
+    fill_talk(plan, pick, (0.4, 1.2))
 
 
 # --- chat -------------------------------------------------------------------------------------

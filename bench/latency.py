@@ -20,12 +20,8 @@ from pathlib import Path
 
 from bench.broadcast import make_broadcast
 from bench.stack import ClipSubscriber, LivecutProcess
+from bench.stats import percentile
 from supervisor.demo import push_file
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def main() -> None:

@@ -54,11 +54,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import msgspec
 
 from bench.genres import GENRES, ChatMessage, GenreTruth, load_chat, load_genre_truth, make_genre_broadcast, truth_path
-from bench.live_replay import latest_events
+from bench.live_replay import decoded_media, latest_events
+from bench.stats import percentile
 from records.wire import MomentEvent, Signal
 
 BEFORE = 3.0  # s a detection may precede a moment's onset (fusion leads, onsets at hop grid)
@@ -128,8 +128,6 @@ class Run:
 
 def run_offline(mp4: Path, model, settings: dict | None = None, truth: GenreTruth | None = None) -> Run:
     """Decode ``mp4`` like the actor and feed a DetectorPipeline as fast as possible."""
-    from stream_actor.clock import StreamClock
-    from stream_actor.decode import AudioDecoder, KeyframeSampler
     from stream_actor.detection import DetectorPipeline
     from stream_actor.settings import channel_settings
 
@@ -149,38 +147,17 @@ def run_offline(mp4: Path, model, settings: dict | None = None, truth: GenreTrut
     if chat.note:
         run.notes.append(chat.note)
     events = run.events
-    clock = StreamClock()
-    clock.begin_session()
     end_t = 0.0
-    with av.open(str(mp4)) as container:
-        audio = AudioDecoder(container.streams.audio[0]) if container.streams.audio else None
-        video = None
-        if container.streams.video:
-            stream = container.streams.video[0]
-            video = KeyframeSampler(stream, color_size=color_size) if color_size else KeyframeSampler(stream)
-        for packet in container.demux():
-            t = clock.packet_time(packet)
-            if t is None:
-                continue
-            events += chat.until(t)
-            kind = packet.stream.type
-            if kind == "audio" and audio is not None:
-                started = time.process_time()
-                chunks = audio.decode(packet, t)
-                cost["decode audio"] = cost.get("decode audio", 0.0) + time.process_time() - started
-                for t0, samples in chunks:
-                    events += pipeline.on_audio(t0, samples)
-                    events += pipeline.on_speech(t0, samples)
-                    end_t = max(end_t, t0 + len(samples) / 16000.0)
-            elif kind == "video" and video is not None and packet.is_keyframe:
-                started = time.process_time()
-                if hasattr(video, "decode_color"):  # as the actor: BGR too when the HUD wants it
-                    frames = video.decode_color(packet, t)
-                else:
-                    frames = [(tf, gray, None) for tf, gray in video.decode(packet, t)]
-                cost["decode keyframes"] = cost.get("decode keyframes", 0.0) + time.process_time() - started
-                for tf, gray, color in frames:
-                    events += pipeline.on_frame(tf, gray, color) if color is not None else pipeline.on_frame(tf, gray)
+    for t, kind, items in decoded_media(mp4, cost, color_size):
+        events += chat.until(t)
+        if kind == "audio":
+            for t0, samples in items:
+                events += pipeline.on_audio(t0, samples)
+                events += pipeline.on_speech(t0, samples)
+                end_t = max(end_t, t0 + len(samples) / 16000.0)
+        elif kind == "frames":
+            for tf, gray, color in items:
+                events += pipeline.on_frame(tf, gray, color) if color is not None else pipeline.on_frame(tf, gray)
     events += chat.until(end_t + 10.0)
     events += pipeline.flush_speech()
     run.events = latest_events(events)
@@ -446,13 +423,6 @@ def report_run(run: Run, sc: Score, live: bool = False) -> str:
                    f"{percentile(run.end_latencies, 0.5):.2f} s, p95 {percentile(run.end_latencies, 0.95):.2f} s")
     out += [f"  note: {n}" for n in run.notes]
     return "\n".join(out)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def summary(runs: list[Run], scores: list[Score], live: bool = False) -> str:

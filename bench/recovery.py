@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.latency import percentile
+from bench.stats import percentile
 from bench.stack import LivecutProcess
 
 

@@ -152,7 +152,7 @@ SLICE = (("sports", 0), ("just_chatting", 1), ("podcast", 0), ("gaming", 0), ("d
 @pytest.fixture(scope="module")
 def test_slice(tmp_path_factory, whisper, ffmpeg, espeak):
     from bench.corpus import make_broadcast, seed_for
-    from bench.corpus_signals import split_of
+    from bench.corpus_signals import recorded_split
     from bench.genres import load_genre_truth, truth_path
     from bench.quality import score
 
@@ -161,7 +161,7 @@ def test_slice(tmp_path_factory, whisper, ffmpeg, espeak):
     for genre, i in SLICE:
         mp4 = make_broadcast(folder, seed_for("test", genre, i), duration=SLICE_SECONDS)
         truth = load_genre_truth(mp4)
-        assert split_of(truth_path(mp4)) == "test" and truth.duration == SLICE_SECONDS
+        assert recorded_split(truth_path(mp4)) == "test" and truth.duration == SLICE_SECONDS
         settings = channel_settings({"hud": {"profile": truth.game_profile}} if truth.game_profile else {})
         signals, _words, _cpu, _media = analyse_media(str(mp4), settings, whisper)
         events = fuse(signals, channel_settings({"profile": truth.profile or truth.genre}))
