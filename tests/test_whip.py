@@ -27,7 +27,7 @@ from fastapi import FastAPI
 
 from gateway import errors
 from gateway.whip import WhipIngest, WhipOptions, WhipRefused
-from gateway.whip.endpoint import check_offer, is_ffmpeg_offer, rewrite_answer
+from gateway.whip.sdp import check_offer, is_ffmpeg_offer, rewrite_answer
 from gateway.whip.media import FlvMuxer, MediaPipeline, avc_config, output_size, split_annexb
 from conftest import free_port
 
@@ -255,6 +255,19 @@ async def test_offer_checks_and_answer_rewrite():
         WhipOptions(public_ip="not an ip")
 
 
+def test_ffmpeg_workarounds_fail_loudly_without_the_aiortc_internals_they_use(monkeypatch):
+    from aioice.ice import Connection
+
+    from gateway.whip import ffmpeg_compat
+
+    ffmpeg_compat.check_hooks()  # the pinned aiortc/aioice have them
+    WhipIngest(lambda channel, key: None)
+    monkeypatch.delattr(Connection, "query_consent")
+    with pytest.raises(RuntimeError, match="query_consent"):
+        WhipIngest(lambda channel, key: None)
+    WhipIngest(lambda channel, key: None, WhipOptions(ffmpeg_compat=False))  # not needed when off
+
+
 async def test_slow_sink_drops_oldest_video_and_caps_size():
     """A sink that does not take bytes stalls the encoder thread; the queue stays bounded by
     dropping the oldest frames, and what is kept is the newest.  Big frames are scaled down."""
@@ -465,7 +478,7 @@ FFMPEG_PUBLISHER = textwrap.dedent(
 
 async def test_ffmpeg_whip_muxer_publishes(monkeypatch):
     """FFmpeg's WHIP muxer (GnuTLS build, P-224 DTLS certificate, a=setup:passive, no STUN
-    answers after the handshake) against our endpoint: see endpoint.py for the workarounds.
+    answers after the handshake) against our endpoint: see ffmpeg_compat.py for the workarounds.
     It runs in a subprocess: PyAV holds the GIL through the muxer's blocking handshake.
     ICE consent checks run every 0.2 s instead of 5 s, so a session that still relied on
     them would die after ~4 s instead of ~30 s."""

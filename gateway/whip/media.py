@@ -48,7 +48,7 @@ from gateway.rtmp.flv import FLAG_AUDIO, FLAG_VIDEO, TAG_AUDIO, TAG_SCRIPT, TAG_
 from gateway.rtmp.server import PublishSink
 
 if TYPE_CHECKING:
-    from .endpoint import WhipOptions
+    from .options import WhipOptions
 
 __all__ = ["FlvMuxer", "MediaPipeline", "PipelineStats", "avc_config", "split_annexb"]
 
