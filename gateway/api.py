@@ -23,7 +23,7 @@ from records.settings import Settings
 from records.store import Store, channel_view, iso
 from records.url_policy import UnsafeUrl, UrlPolicy
 from records.wire import ChannelCreate
-from stream_actor.sources.redact import redact_url
+from records.redact import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import msgspec
 
 from records.store import enqueue_notification, iso, where_clause
 from records.wire import VodError, VodJob, vod_stream_key
-from stream_actor.sources.redact import redact_url
+from records.redact import redact_url
 
 
 def new_vod_id() -> str:

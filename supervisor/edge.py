@@ -10,7 +10,8 @@ import logging
 import ray
 
 from gateway.rtmp.forward import open_tcp_sink
-from gateway.rtmp.server import PublishSink, redact_key
+from gateway.rtmp.server import PublishSink
+from records.redact import redact_key
 from gateway.whip import WhipRefused
 from records.store import Store
 from supervisor.supervisor import NAMESPACE, stream_actor_name

@@ -16,7 +16,8 @@ import time
 import av
 import pytest
 
-from gateway.rtmp import RtmpServer, open_tcp_sink, redact_key
+from gateway.rtmp import RtmpServer, open_tcp_sink
+from records.redact import redact_key
 from gateway.rtmp import amf0
 from gateway.rtmp.chunks import ChunkError, ChunkReader, ChunkWriter
 

@@ -20,7 +20,7 @@ from rtsp_server import RtspServer, require_gst_rtsp_server
 
 from bench.stack import free_port
 from stream_actor.sources import NoSource, RtspSource, UrlSource, source_for
-from stream_actor.sources.redact import redact_text, redact_url
+from records.redact import redact_text, redact_url
 
 PRIVATE = {"allow_private": True}  # the test camera is on loopback (the operator's --allow-private-urls)
 

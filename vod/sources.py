@@ -16,7 +16,7 @@ from pathlib import Path
 
 from records.guarded_http import egress_proxy, guard_session
 from records.url_policy import ALLOW_HINT, UnsafeUrl, UrlPolicy, is_local, network_url
-from stream_actor.sources.redact import redact_url
+from records.redact import redact_url
 from vod.errors import VodFailure
 
 log = logging.getLogger(__name__)

@@ -30,6 +30,8 @@ from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from records.redact import redact_key
+
 from . import amf0
 from .chunks import (
     MSG_ABORT,
@@ -63,7 +65,7 @@ from .flv import (
     split_aggregate,
 )
 
-__all__ = ["OnPublish", "PublishSink", "RtmpServer", "redact_key"]
+__all__ = ["OnPublish", "PublishSink", "RtmpServer"]
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +103,6 @@ class PublishSink(Protocol):
 
 
 OnPublish = Callable[[str, str], Awaitable["PublishSink | None"]]
-
-
-def redact_key(key: str) -> str:
-    """A stream key made safe for logs: at most its first 4 characters (never more than half
-    of it), then an ellipsis."""
-    if not key:
-        return "<empty>"
-    return key[: min(4, len(key) // 2)] + "…"
 
 
 def _scrub(text: str, secret: str | None) -> str:

@@ -35,7 +35,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.errors import error_response
-from gateway.rtmp.server import PublishSink, redact_key
+from gateway.rtmp.server import PublishSink
+from records.redact import redact_key
 
 from . import ffmpeg_compat
 from .options import WhipOptions

@@ -59,7 +59,7 @@ import msgspec
 from records.url_policy import UnsafeUrl, UrlPolicy
 
 from .base import AnyEvent, AvSession, Backoff, Source, interrupt_on, register
-from .redact import install_log_redaction, redact_text, redact_url
+from records.redact import install_log_redaction, redact_text, redact_url
 from .rtsp_gate import RtspGate
 
 __all__ = ["RtspSource", "RtspOptions", "PATTERN"]

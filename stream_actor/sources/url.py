@@ -66,11 +66,11 @@ from urllib.parse import unquote, urlparse
 import av
 import msgspec
 
-from .base import AnyEvent, AvSession, Backoff, Source, StopAwareReader, interrupt_on, register
 from records.guarded_http import egress_proxy, ffmpeg_options, guard_session
-from records.url_policy import UrlPolicy
+from records.redact import redact_text, redact_url
+from records.url_policy import ALLOW_HINT, UnsafeUrl, UrlPolicy
 
-from .url_safety import ALLOW_HINT, UnsafeUrl, display_url, redact_text, redact_url
+from .base import AnyEvent, AvSession, Backoff, Source, StopAwareReader, interrupt_on, register
 
 __all__ = ["UrlSource", "UrlOptions", "Offline", "UnsafeUrl"]
 
@@ -329,7 +329,7 @@ class UrlSource(Source):
         #: where this source may connect: the operator's allow_private, or one given (tests)
         self.policy = policy or UrlPolicy(allow_private=self.options.allow_private)
         self._ticket = f"url-{id(self):x}"  # this source's refusals at the egress proxy
-        self.name = display_url(url)  # what logs and errors show
+        self.name = redact_url(url)  # what logs and errors show
         self.path = local_path(url)
         self.last_error: str | None = None
         self.quality_name: str | None = None  # the streamlink stream chosen last

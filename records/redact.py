@@ -1,4 +1,5 @@
-"""Keep credentials out of logs: ``redact_url`` for one URL, ``redact_text`` for any text.
+"""Keep credentials out of logs: ``redact_url`` for one URL, ``redact_text`` for any text,
+``redact_key`` for a stream key.
 
 Source URLs often carry secrets: ``rtsp://admin:hunter2@10.0.0.7/stream1`` (most IP cameras),
 ``https://cdn/x.m3u8?token=…`` or signed query strings. Every source logs its URL through
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 
-__all__ = ["redact_url", "redact_text", "RedactingFilter", "install_log_redaction", "MASK"]
+__all__ = ["redact_url", "redact_text", "redact_key", "RedactingFilter", "install_log_redaction", "MASK"]
 
 MASK = "***"
 
@@ -91,6 +92,14 @@ def redact_text(text: str) -> str:
         return redact_url(core) + url[len(core):]
 
     return _URL_IN_TEXT.sub(one, text)
+
+
+def redact_key(key: str) -> str:
+    """A stream key made safe for logs: at most its first 4 characters (never more than half
+    of it), then an ellipsis."""
+    if not key:
+        return "<empty>"
+    return key[: min(4, len(key) // 2)] + "…"
 
 
 class RedactingFilter(logging.Filter):
