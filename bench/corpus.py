@@ -82,6 +82,7 @@ from bench.genres import (
     Part,
     encode_plan,
     fill_talk,
+    game_hum,
     _laughter,
     _montage,
     _music,
@@ -871,11 +872,7 @@ def _ambience(ctx: _Ctx) -> None:
         swell = 1.0 + 0.3 * np.sin(2 * np.pi * t / float(rng.uniform(15, 30))) + 0.15 * np.sin(2 * np.pi * t / 7.3)
         plan.audio += (bed * swell * db(SPEECH_DBFS + float(rng.uniform(-15.0, -9.0)))).astype(np.float32)
     elif ctx.style == "gaming":
-        spectrum = np.fft.rfft(rng.standard_normal(n))
-        freqs = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
-        spectrum *= (freqs > 40) & (freqs < 900)
-        hum = np.fft.irfft(spectrum, n)
-        hum /= np.sqrt((hum**2).mean()) + 1e-9
+        hum = game_hum(n, rng)
         plan.audio += (hum * db(SPEECH_DBFS + float(rng.uniform(-24.0, -16.0)))).astype(np.float32)
 
 

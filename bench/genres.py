@@ -726,12 +726,16 @@ def _ambience(plan: _Plan) -> None:
         swell = 1.0 + 0.3 * np.sin(2 * np.pi * t / 23.0) + 0.15 * np.sin(2 * np.pi * t / 7.3 + 1.0)
         plan.audio += (bed * swell * plan.speech_gain * db(-12.0)).astype(np.float32)
     elif plan.genre == "gaming":
-        spectrum = np.fft.rfft(rng.standard_normal(n))
-        freqs = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
-        spectrum *= (freqs > 40) & (freqs < 900)
-        hum = np.fft.irfft(spectrum, n)
-        hum /= np.sqrt((hum**2).mean()) + 1e-9
-        plan.audio += (hum * plan.speech_gain * db(-20.0)).astype(np.float32)
+        plan.audio += (game_hum(n, rng) * plan.speech_gain * db(-20.0)).astype(np.float32)
+
+
+def game_hum(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of a game's low rumble (noise kept to 40-900 Hz), at unit RMS."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+    spectrum *= (freqs > 40) & (freqs < 900)
+    hum = np.fft.irfft(spectrum, n)
+    return hum / (np.sqrt((hum**2).mean()) + 1e-9)
 
 
 def fill_talk(plan: _Plan, pick: Callable[[int], np.ndarray], pause: tuple[float, float]) -> None:
