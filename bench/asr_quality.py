@@ -14,10 +14,22 @@ audio had been pushed when ``push`` returned it), CPU seconds per stream second 
 calls per minute, plus any words emitted during the silence and the music.
 
     .venv/bin/python -m bench.asr_quality [--step 2.5] [--model NAME --models-dir DIR] [--repeat 2] [--set KEY=VALUE]
+    .venv/bin/python -m bench.asr_quality --streams 8 [--asr-threads 2] [--json]
+
+``--streams N`` compares the two ASR designs on N streams at once, each fed in real time
+(starts staggered by ``--stagger`` seconds) from its own thread, as N stream actors would:
+``actor``, each transcriber with its own model (one CPU thread each), and ``node``, every
+transcriber calling one shared :class:`stream_actor.asr_server.AsrServer` that batches the
+streams' calls (a local Ray instance). It prints, per design, the mean WER against the script
+and against whole-file transcription, commit latency, CPU-s per stream-second (the model
+server's process included) and the server's mean batch, then node's figures as ratios of
+actor's.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import subprocess
 import tempfile
@@ -226,6 +238,85 @@ def streaming(transcriber, audio: np.ndarray, chunk: float = 0.1, behind=None) -
     return words, latency, cpu
 
 
+def _stream_in_real_time(transcriber, audio: np.ndarray, delay: float, chunk: float = 0.1) -> tuple[list, list[float]]:
+    """Push ``audio`` at the wall clock's pace after ``delay`` seconds: (words, commit latencies)."""
+    time.sleep(delay)
+    step = int(chunk * RATE)
+    started = time.monotonic()
+    words, latency = [], []
+    for i in range(0, len(audio), step):
+        piece = audio[i : i + step]
+        fed = (i + len(piece)) / RATE
+        wait = fed - (time.monotonic() - started)
+        if wait > 0:
+            time.sleep(wait)
+        new = transcriber.push(i / RATE, piece, behind=max(0.0, (time.monotonic() - started) - fed))
+        words += new
+        latency += [fed - w.end for w in new]
+    tail = transcriber.flush()
+    return words + tail, latency + [len(audio) / RATE - w.end for w in tail]
+
+
+def compare_designs(audio: np.ndarray, script, whole: str, opts, n: int, asr_threads: int, stagger: float) -> dict:
+    """N real-time streams through each ASR design (see the module docstring)."""
+    import threading
+
+    import psutil
+    import ray
+
+    from detectors.speech import StreamingTranscriber, load_whisper_model
+    from stream_actor.asr_client import RemoteWhisper, server_for
+    from stream_actor.asr_server import AsrServerOptions
+
+    def run(models) -> list[tuple[list, list[float]]]:
+        results: list = [None] * n
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(
+            i, _stream_in_real_time(StreamingTranscriber(models[i], opts), audio, i * stagger))) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    out: dict = {}
+    me = psutil.Process()
+    # actor: one model per stream, one CPU thread each (SpeechOptions.cpu_threads)
+    models = [load_whisper_model(opts) for _ in range(n)]
+    cpu0 = sum(me.cpu_times()[:2])
+    results = run(models)
+    out["actor"] = {"cpu": sum(me.cpu_times()[:2]) - cpu0, "results": results}
+    del models
+    # node: one server, batched
+    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, namespace="livecut-bench")
+    try:
+        server = server_for(AsrServerOptions(model=opts.model, cpu_threads=asr_threads),
+                            ray.get_runtime_context().get_node_id())  # fmt: skip
+        server_proc = psutil.Process(ray.get(server.ready.remote()))
+        clients = [RemoteWhisper(server, f"stream-{i}") for i in range(n)]
+        cpu0 = sum(me.cpu_times()[:2]) + sum(server_proc.cpu_times()[:2])
+        results = run(clients)
+        cpu1 = sum(me.cpu_times()[:2]) + sum(server_proc.cpu_times()[:2])
+        stats = ray.get(server.stats.remote())
+        out["node"] = {"cpu": cpu1 - cpu0, "results": results, "mean_batch": stats["mean_batch"],
+                       "shed": stats["shed"], "failed": sum(c.failed_calls for c in clients)}  # fmt: skip
+    finally:
+        ray.shutdown()
+    report: dict = {"streams": n, "stream_seconds": script.duration, "asr_threads": asr_threads}
+    for design, got in out.items():
+        texts = [" ".join(w.text for w in words) for words, _ in got["results"]]
+        latency = [x for _, lat in got["results"] for x in lat]
+        report[design] = {
+            "wer_script": float(np.mean([wer(script.text, t) for t in texts])),
+            "wer_whole": float(np.mean([wer(whole, t) for t in texts])) if whole else None,
+            "latency_p50": percentile(latency, 0.5), "latency_p95": percentile(latency, 0.95),
+            "cpu_per_stream_second": got["cpu"] / (n * script.duration),
+            **{k: v for k, v in got.items() if k in ("mean_batch", "shed", "failed")},
+        }  # fmt: skip
+    report["ratio_node_to_actor"] = {k: report["node"][k] / report["actor"][k]
+                                     for k in ("wer_script", "cpu_per_stream_second") if report["actor"][k]}  # fmt: skip
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     from detectors.assets import AssetDirs
     from detectors.speech import SpeechOptions, StreamingTranscriber, load_whisper_model
@@ -239,6 +330,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="any other SpeechOptions field, e.g. --set end_silence=0.7 (repeatable)")
     p.add_argument("--chunk", type=float, default=0.1, help="seconds per push (default 0.1)")
     p.add_argument("--no-whole", action="store_true", help="skip the whole-file transcriptions")
+    p.add_argument("--streams", type=int, default=0, help="compare the actor and node ASR designs on this many real-time streams")
+    p.add_argument("--asr-threads", type=int, default=2, help="with --streams: CPU threads of the node's ASR server (default 2)")
+    p.add_argument("--stagger", type=float, default=1.7, help="with --streams: seconds between the streams' starts")
+    p.add_argument("--json", action="store_true", help="with --streams: print the figures as JSON")
     p.add_argument("--behind", type=float, default=0.0,
                    help="simulate a backlog of this many seconds in the caller's queue (load shedding)")
     a = p.parse_args(argv)
@@ -255,6 +350,24 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     whole = ""
+    if a.streams:
+        whole = whole_file(model, audio, opts.language)
+        del model
+        report = compare_designs(audio, script, whole, opts, a.streams, a.asr_threads, a.stagger)
+        if a.json:
+            print(json.dumps(report, indent=2))
+            return
+        print(f"\n{a.streams} real-time streams of a {script.duration:.0f} s broadcast "
+              f"({len(words_of(script.text))} words); node server: {a.asr_threads} CPU threads")
+        print(f"{'design':<8} {'WER/script':>10} {'WER/whole':>9} {'lat p50':>7} {'p95':>6} {'CPU-s/s':>8} {'batch':>6}")
+        for design in ("actor", "node"):
+            r = report[design]
+            print(f"{design:<8} {r['wer_script']:>10.3f} {r['wer_whole']:>9.3f} {r['latency_p50']:>7.2f} "
+                  f"{r['latency_p95']:>6.2f} {r['cpu_per_stream_second']:>8.3f} {r.get('mean_batch', '-'):>6}")
+        ratio = report["ratio_node_to_actor"]
+        print(f"node / actor: WER x{ratio.get('wer_script', float('nan')):.2f}, "
+              f"CPU-s per stream-second x{ratio['cpu_per_stream_second']:.2f}")
+        return
     if not a.no_whole:
         started = time.process_time()
         whole = whole_file(model, audio, opts.language)

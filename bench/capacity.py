@@ -2,6 +2,12 @@
 the full detector set, and what each stream costs in memory and CPU.
 
     .venv/bin/python -m bench.capacity [--counts 2,4,6,8,10] [--seconds 300] [--max-lag 10]
+                                       [--asr both|node|actor] [--json]
+
+``--asr`` picks the ASR design: ``node`` (one shared, batched whisper server per node, the
+default of ``livecut up``), ``actor`` (each stream actor loads and runs its own model: the
+design before it), or ``both``: the whole sweep once per design, in the same run, and the
+node design's figures as ratios against the actor design's.
 
 One ``livecut up`` runs the whole time, with ``--streams-per-node`` and ``--max-streams`` set
 to the largest count. One synthetic broadcast is made with ``bench.broadcast`` (speech all
@@ -25,11 +31,16 @@ actor, the 1-minute load average (mean over the window) and how busy the whole m
 Load and busy are machine-wide: they include the publishers (their own CPU is shown as
 ``pub``), livecut's other processes, and anything else running on the machine.
 
+The ASR server's own process is measured too (its CPU per stream-second is the ``asr``
+column, and its RSS is shared out over the streams in ``RSS/stream``), so the two designs
+are compared on everything they run.
+
 Uses DATABASE_URL / REDIS_URL when set, else the embedded servers.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -134,6 +145,32 @@ class StepResult:
     load: float | None = None
     busy: float | None = None
     pub_cpu_per_s: float | None = None
+    asr_cpu_per_s: float | None = None  # the node's ASR server: CPU-s per stream-second
+    rss_per_stream_mib: float | None = None  # actors' RSS, plus the ASR server's shared out
+
+
+def asr_servers() -> list[psutil.Process]:
+    """The node's ASR server processes (Ray names actor processes ray::<class>)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any("ray::AsrServer" in part for part in p.info["cmdline"] or ()):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def asr_cpu_and_rss() -> tuple[float, float]:
+    cpu = rss = 0.0
+    for p in asr_servers():
+        try:
+            t = p.cpu_times()
+            cpu += t.user + t.system
+            rss += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return cpu, rss
 
 
 class Publishers:
@@ -226,6 +263,7 @@ def measure(stack: LivecutProcess, channels: list[dict], publishers: Publishers,
     loads: list[float] = []
     busy0, total0 = machine_busy()
     pub0 = publishers.cpu_seconds()
+    asr0, _ = asr_cpu_and_rss()
     start = time.monotonic()
     end = start + args.seconds
     next_at = start
@@ -239,6 +277,7 @@ def measure(stack: LivecutProcess, channels: list[dict], publishers: Publishers,
         time.sleep(max(0.0, min(next_at, end) - time.monotonic()))
     busy1, total1 = machine_busy()
     pub_cpu = publishers.cpu_seconds() - pub0
+    asr1, asr_rss = asr_cpu_and_rss()
     wall = time.monotonic() - start
 
     res = StepResult(count=n, passed=True, reason="")
@@ -251,8 +290,10 @@ def measure(stack: LivecutProcess, channels: list[dict], publishers: Publishers,
         c, s = st.cpu_and_stream()
         cpu, stream = cpu + c, stream + s
     res.cpu_per_s = cpu / stream if stream > 0 else None
+    res.asr_cpu_per_s = (asr1 - asr0) / stream if stream > 0 else None
     rss = [s.health["rss_bytes"] for st in stats.values() for s in st.samples if s.health.get("rss_bytes")]
     res.rss_mib = sum(rss) / len(rss) / 2**20 if rss else None
+    res.rss_per_stream_mib = None if res.rss_mib is None else res.rss_mib + asr_rss / n / 2**20
     res.load = sum(loads) / len(loads)
     res.busy = 100.0 * (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
     res.pub_cpu_per_s = pub_cpu / (n * wall) if wall > 0 else None
@@ -312,46 +353,36 @@ def fmt(value: float | None, spec: str) -> str:
 
 
 HEADER = (f"{'count':>5} {'result':>6} {'ingest_lag':>10} {'detector_lag':>12} {'pace':>6} "
-          f"{'CPU-s/s':>8} {'RSS MiB':>8} {'load1':>6} {'busy%':>6} {'pub':>6}")
+          f"{'CPU-s/s':>8} {'asr':>6} {'RSS MiB':>8} {'RSS/stream':>10} {'load1':>6} {'busy%':>6} {'pub':>6}")
 
 
 def row(r: StepResult) -> str:
     return (f"{r.count:>5} {'PASS' if r.passed else 'FAIL':>6} {r.worst_ingest:>9.2f}s {r.worst_detector:>11.2f}s "
-            f"{fmt(r.worst_pace, '.3f'):>6} {fmt(r.cpu_per_s, '.3f'):>8} {fmt(r.rss_mib, '.0f'):>8} "
+            f"{fmt(r.worst_pace, '.3f'):>6} {fmt(r.cpu_per_s, '.3f'):>8} {fmt(r.asr_cpu_per_s, '.3f'):>6} "
+            f"{fmt(r.rss_mib, '.0f'):>8} {fmt(r.rss_per_stream_mib, '.0f'):>10} "
             f"{fmt(r.load, '.2f'):>6} {fmt(r.busy, '.0f'):>6} {fmt(r.pub_cpu_per_s, '.3f'):>6}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--counts", default="2,4,6,8,10", help="stream counts to try, ascending (default 2,4,6,8,10)")
-    parser.add_argument("--seconds", type=float, default=300.0, help="measured seconds per count (default 300)")
-    parser.add_argument("--max-lag", type=float, default=10.0, help="largest ingest or detector lag allowed (s)")
-    parser.add_argument("--min-pace", type=float, default=0.95, help="least stream seconds per wall second")
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between health samples")
-    parser.add_argument("--settle", type=float, default=20.0, help="seconds after all channels are live, before measuring")
-    parser.add_argument("--broadcast-seconds", type=float, default=120.0, help="length of the looped broadcast")
-    parser.add_argument("--keep", action="store_true", help="keep the work dir (livecut.log, publisher logs, clips)")
-    args = parser.parse_args()
-    counts = sorted({int(c) for c in args.counts.split(",") if c.strip()})
-    if not counts or counts[0] < 1:
-        parser.error("--counts needs positive integers")
+@dataclass
+class Sweep:
+    design: str
+    results: list[StepResult]
+    failed: StepResult | None
+
+    @property
+    def held(self) -> int:
+        return max((r.count for r in self.results if r.passed), default=0)
+
+    def at(self, count: int) -> StepResult | None:
+        return next((r for r in self.results if r.count == count), None)
+
+
+def sweep(design: str, counts: list[int], media: Path, work: Path, args) -> Sweep:
+    """One ``livecut up --asr DESIGN`` and the counts in ascending order, up to the first failure."""
     top = counts[-1]
-
-    work = Path(tempfile.mkdtemp(prefix="livecut-capacity-"))
-    print(f"livecut capacity bench: counts {counts}, {args.seconds:.0f} s each, max lag {args.max_lag:g} s, "
-          f"pace >= {args.min_pace}, {os.cpu_count()} cores, work dir {work}", flush=True)
-    if top * ACTOR_CPUS > (os.cpu_count() or 1):
-        print(f"note: each stream actor asks Ray for {ACTOR_CPUS} CPU and Ray has {os.cpu_count()}: "
-              f"at most {int((os.cpu_count() or 1) / ACTOR_CPUS)} actors can be placed", flush=True)
-    media = work / "broadcast.mp4"
-    t0 = time.monotonic()
-    truth = make_broadcast(media, duration=args.broadcast_seconds)
-    print(f"broadcast: {args.broadcast_seconds:.0f} s, {len(truth.moments)} planted moments "
-          f"({time.monotonic() - t0:.0f} s to make)", flush=True)
-
     stack = LivecutProcess(
-        work / "data", database_url=os.environ.get("DATABASE_URL", ""), redis_url=os.environ.get("REDIS_URL", ""),
-        extra_args=["--streams-per-node", str(top), "--max-streams", str(top)],
+        work / f"data-{design}", database_url=os.environ.get("DATABASE_URL", ""), redis_url=os.environ.get("REDIS_URL", ""),
+        extra_args=["--streams-per-node", str(top), "--max-streams", str(top), "--asr", design],
     )
     publishers = Publishers(media, work)
     channels: list[dict] = []
@@ -360,7 +391,7 @@ def main() -> None:
     try:
         t0 = time.monotonic()
         stack.start()
-        print(f"livecut up healthy in {time.monotonic() - t0:.0f} s", flush=True)
+        print(f"\n--asr {design}: livecut up healthy in {time.monotonic() - t0:.0f} s", flush=True)
         print(HEADER, flush=True)
         for n in counts:
             t0 = time.monotonic()
@@ -402,22 +433,97 @@ def main() -> None:
         raise
     finally:
         publishers.stop()
-        try:
-            stack.stop()
-        finally:
-            if not args.keep:
-                shutil.rmtree(work, ignore_errors=True)
+        stack.stop()
+    return Sweep(design, results, failed)
 
-    passed = [r.count for r in results if r.passed]
-    best = max(passed) if passed else 0
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def comparison(node: Sweep, actor: Sweep) -> dict:
+    """The node design against the actor design: streams held, and the costs at the largest
+    count both held (or both measured)."""
+    common = [r.count for r in node.results if actor.at(r.count) is not None]
+    held_by_both = [c for c in common if node.at(c).passed and actor.at(c).passed]
+    count = max(held_by_both or common, default=None)
+    out: dict = {"streams_held": {"node": node.held, "actor": actor.held, "ratio": _ratio(node.held, actor.held)},
+                 "at_count": count}  # fmt: skip
+    if count is not None:
+        a, b = node.at(count), actor.at(count)
+        for key, pick in (("cpu_per_stream_second", lambda r: (r.cpu_per_s or 0.0) + (r.asr_cpu_per_s or 0.0)),
+                          ("rss_per_stream_mib", lambda r: r.rss_per_stream_mib),
+                          ("worst_detector_lag", lambda r: r.worst_detector)):  # fmt: skip
+            out[key] = {"node": pick(a), "actor": pick(b), "ratio": _ratio(pick(a), pick(b))}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--counts", default="2,4,6,8,10", help="stream counts to try, ascending (default 2,4,6,8,10)")
+    parser.add_argument("--seconds", type=float, default=300.0, help="measured seconds per count (default 300)")
+    parser.add_argument("--max-lag", type=float, default=10.0, help="largest ingest or detector lag allowed (s)")
+    parser.add_argument("--min-pace", type=float, default=0.95, help="least stream seconds per wall second")
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between health samples")
+    parser.add_argument("--settle", type=float, default=20.0, help="seconds after all channels are live, before measuring")
+    parser.add_argument("--broadcast-seconds", type=float, default=120.0, help="length of the looped broadcast")
+    parser.add_argument("--asr", choices=("both", "node", "actor"), default="both", help="ASR design(s) to sweep (default both)")
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON object")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (livecut.log, publisher logs, clips)")
+    args = parser.parse_args()
+    counts = sorted({int(c) for c in args.counts.split(",") if c.strip()})
+    if not counts or counts[0] < 1:
+        parser.error("--counts needs positive integers")
+    top = counts[-1]
+    designs = ["actor", "node"] if args.asr == "both" else [args.asr]
+
+    work = Path(tempfile.mkdtemp(prefix="livecut-capacity-"))
+    print(f"livecut capacity bench: counts {counts}, {args.seconds:.0f} s each, max lag {args.max_lag:g} s, "
+          f"pace >= {args.min_pace}, ASR {' and '.join(designs)}, {os.cpu_count()} cores, work dir {work}", flush=True)
+    if top * ACTOR_CPUS > (os.cpu_count() or 1):
+        print(f"note: each stream actor asks Ray for {ACTOR_CPUS} CPU and Ray has {os.cpu_count()}: "
+              f"at most {int((os.cpu_count() or 1) / ACTOR_CPUS)} actors can be placed", flush=True)
+    media = work / "broadcast.mp4"
+    t0 = time.monotonic()
+    truth = make_broadcast(media, duration=args.broadcast_seconds)
+    print(f"broadcast: {args.broadcast_seconds:.0f} s, {len(truth.moments)} planted moments "
+          f"({time.monotonic() - t0:.0f} s to make)", flush=True)
+    try:
+        sweeps = {d: sweep(d, counts, media, work, args) for d in designs}
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
     print("\ncolumns: worst ingest/detector lag over all channels; pace = worst stream s per wall s; CPU-s/s = "
-          "stream actor CPU-s per stream-second; RSS = mean stream actor RSS; load1 = mean 1-min load average; "
+          "stream actor CPU-s per stream-second; asr = the node's ASR server CPU-s per stream-second; RSS = mean "
+          "stream actor RSS; RSS/stream = that plus the ASR server's RSS shared out; load1 = mean 1-min load average; "
           "busy = machine CPU use; pub = publisher CPU-s per stream-second (all machine-wide figures include "
           "whatever else runs here)")
-    if failed is None:
-        print(f"capacity: {best} streams on this machine (no failure up to {top}; try larger --counts)")
-    else:
-        print(f"capacity: {best} streams on this machine (first failure at {failed.count}: {failed.reason})")
+    for design, sw in sweeps.items():
+        if sw.failed is None:
+            print(f"--asr {design}: {sw.held} streams on this machine (no failure up to {top}; try larger --counts)")
+        else:
+            print(f"--asr {design}: {sw.held} streams on this machine (first failure at {sw.failed.count}: {sw.failed.reason})")
+    report: dict = {"cores": os.cpu_count(), "seconds": args.seconds, "max_lag": args.max_lag,
+                    "sweeps": {d: {"held": sw.held, "steps": [vars(r) for r in sw.results],
+                                   "failed": None if sw.failed is None else vars(sw.failed)}
+                               for d, sw in sweeps.items()}}  # fmt: skip
+    if len(sweeps) == 2:
+        cmp = report["node_vs_actor"] = comparison(sweeps["node"], sweeps["actor"])
+        print(f"\nnode vs actor (ratio node/actor): streams held {cmp['streams_held']['node']} vs "
+              f"{cmp['streams_held']['actor']}", end="")
+        if cmp["at_count"] is not None:
+            c = cmp
+            print(f"; at {c['at_count']} streams: CPU-s per stream-second (ASR server included) "
+                  f"{fmt(c['cpu_per_stream_second']['node'], '.3f')} vs {fmt(c['cpu_per_stream_second']['actor'], '.3f')} "
+                  f"(x{fmt(c['cpu_per_stream_second']['ratio'], '.2f')}), RSS per stream "
+                  f"{fmt(c['rss_per_stream_mib']['node'], '.0f')} vs {fmt(c['rss_per_stream_mib']['actor'], '.0f')} MiB "
+                  f"(x{fmt(c['rss_per_stream_mib']['ratio'], '.2f')}), worst detector lag "
+                  f"{c['worst_detector_lag']['node']:.1f} vs {c['worst_detector_lag']['actor']:.1f} s")
+        else:
+            print()
+    if args.json:
+        print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,10 @@ class SnapshotCollector(Collector):
         age = GaugeMetricFamily("livecut_health_age_seconds", "Seconds since the stream actor last reported.", labels=ch)
         shed = CounterMetricFamily("livecut_asr_shed_seconds", "Audio seconds dropped (oldest first) because ASR fell behind.", labels=ch)
         journaled = GaugeMetricFamily("livecut_commits_pending", "Clips cut and journaled, waiting for Postgres.", labels=ch)
+        asr_call = GaugeMetricFamily("livecut_asr_call_seconds", "The stream's last whisper call to its node's ASR server (queue and batch).", labels=ch)
+        asr_queue = GaugeMetricFamily("livecut_asr_server_queue", "Calls queued at the node's ASR server (all streams), as this stream last saw it.", labels=ch)
+        asr_calls_shed = CounterMetricFamily("livecut_asr_calls_shed", "Whisper calls the overloaded ASR server answered undecoded.", labels=ch)
+        asr_calls_failed = CounterMetricFamily("livecut_asr_calls_failed", "Whisper calls given up on while the ASR server was down.", labels=ch)
         for row in self.snap.channels:
             cid = row["id"]
             info.add_metric([cid, row["name"], row["source"]], 1)
@@ -71,9 +75,14 @@ class SnapshotCollector(Collector):
                 cpu.add_metric([cid], h.cpu_seconds)
                 shed.add_metric([cid], h.asr_shed_seconds)
                 journaled.add_metric([cid], h.commits_pending)
+                asr_call.add_metric([cid], h.asr_call_seconds)
+                asr_queue.add_metric([cid], h.asr_server_queue)
+                asr_calls_shed.add_metric([cid], h.asr_calls_shed)
+                asr_calls_failed.add_metric([cid], h.asr_calls_failed)
             if row.get("health_at"):
                 age.add_metric([cid], max(0.0, (self.now - row["health_at"]).total_seconds()))
-        yield from (info, status, ingest, detector, buffered, stream_time, rss, cpu, age, shed, journaled)
+        yield from (info, status, ingest, detector, buffered, stream_time, rss, cpu, age, shed, journaled,
+                    asr_call, asr_queue, asr_calls_shed, asr_calls_failed)
 
         c = self.snap.counts
         yield CounterMetricFamily("livecut_clips", "Clips committed.", value=c.get("clips", 0))

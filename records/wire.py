@@ -89,6 +89,11 @@ class Health(msgspec.Struct):
     pid: int = 0  # the actor's process, for operators (and fault tests)
     asr_shed_seconds: float = 0.0  # audio dropped, oldest first, while ASR was too slow to keep up
     commits_pending: int = 0  # clips cut and journaled, waiting for Postgres
+    # the node's shared ASR server, as this stream sees it (zeros when the actor runs its own model)
+    asr_call_seconds: float = 0.0  # the last whisper call: the server's queue plus its batch
+    asr_server_queue: int = 0  # calls queued at the server, all streams, at the last answer
+    asr_calls_shed: int = 0  # calls the overloaded server answered undecoded
+    asr_calls_failed: int = 0  # calls given up on while the server was down
 
 
 class Ingest(msgspec.Struct, omit_defaults=True):

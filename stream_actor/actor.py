@@ -22,6 +22,7 @@ from pathlib import Path
 
 import msgspec
 import psutil
+import ray
 
 from detectors.assets import AssetDirs
 from detectors.chat import ChatActivityDetector
@@ -31,6 +32,8 @@ from detectors.speech import load_whisper_model
 from records.backoff import Backoff
 from records.store import Store, commit_can_never_succeed
 from records.wire import ClipRecord, Health, MomentEvent, new_commit_key
+from stream_actor.asr_client import RemoteWhisper, server_for
+from stream_actor.asr_server import AsrServerOptions
 from stream_actor.clip_sweep import remove_files, stale_parts, unjournaled_clip_files
 from stream_actor.clipper import cut_clip
 from stream_actor.commit_journal import Add, CommitJournal
@@ -63,6 +66,8 @@ class ActorConfig(msgspec.Struct, kw_only=True):
     min_free_bytes: int = 1024**3  # the free-space low-water mark of data_dir's disk (--min-free-bytes)
     profiles_dir: str = ""  # the operator's HUD game profiles (--profiles-dir), looked up by name
     models_dir: str = ""  # the operator's whisper models (--models-dir), looked up by name
+    # the node's shared ASR server (stream_actor.asr_server); None: this actor loads its own model
+    asr: AsrServerOptions | None = None
 
     @property
     def asset_dirs(self) -> AssetDirs:
@@ -121,7 +126,7 @@ class StreamActor:
     async def start(self) -> None:
         if self._tasks:
             return
-        model = await asyncio.to_thread(load_whisper_model, self.settings.speech, self.config.asset_dirs)
+        model = await self._whisper()
         await asyncio.to_thread(warm_crowd_features)  # librosa compiles with numba on first use
         hud = await asyncio.to_thread(self._hud_detector) if self.settings.hud.profile else None
         self.pipeline = DetectorPipeline(self.settings, model, hud=hud)
@@ -147,6 +152,15 @@ class StreamActor:
             asyncio.create_task(self._commit_loop()),
         ]
         self._tasks.append(asyncio.create_task(self._disk_loop()))
+
+    async def _whisper(self):
+        """The model the transcriber calls: the node's ASR server, or one of its own."""
+        if self.config.asr is None:
+            return await asyncio.to_thread(load_whisper_model, self.settings.speech, self.config.asset_dirs)
+        options = msgspec.structs.replace(self.config.asr, model=self.settings.speech.model)
+        server = server_for(options, ray.get_runtime_context().get_node_id())
+        await server.ready.remote()  # loads the model once per node; a bad model name fails here
+        return RemoteWhisper(server, self.channel_id, self.stop_event)
 
     async def _recover(self) -> None:
         """What a previous process of this actor left: moments it detected but did not cut died
@@ -558,6 +572,8 @@ class StreamActor:
             through = max(min(self.pipeline.audio_through, self.pipeline.asr_through), self.session_origin[1])
             detector_lag = max(0.0, ring_end - through)
         cpu = self.process.cpu_times()
+        remote = getattr(self.pipeline.transcriber, "model", None) if self.pipeline and self.pipeline.transcriber else None
+        remote = remote if isinstance(remote, RemoteWhisper) else None
         return Health(
             seconds_buffered=round(self.ring.seconds_buffered, 3),
             ingest_lag=round(ingest_lag, 3),
@@ -570,4 +586,8 @@ class StreamActor:
             pid=self.process.pid,
             asr_shed_seconds=round(self.speech_q.shed_seconds, 3),
             commits_pending=len(self.journal),
+            **({} if remote is None else dict(
+                asr_call_seconds=round(remote.last_call_seconds, 3), asr_server_queue=remote.server_waiting,
+                asr_calls_shed=remote.shed_calls, asr_calls_failed=remote.failed_calls,
+            )),
         )

@@ -9,6 +9,7 @@ reconcile loop starts them again and covers what Ray does not (a lost node, a st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -17,6 +18,7 @@ import ray
 
 from records.store import Store
 from stream_actor.actor import ActorConfig, StreamActor
+from stream_actor.asr_server import ASR_SERVER_PREFIX, AsrServerOptions
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class SupervisorConfig(msgspec.Struct, kw_only=True):
     models_dir: str = ""
     actor_cpus: float = 0.25  # Ray CPU request per stream actor
     actor_gpus: float = 0.0  # e.g. 0.25: four stream actors share one GPU
+    asr: AsrServerOptions | None = None  # each node's shared ASR server; None: every actor loads whisper
     use_stream_slots: bool = True  # request one STREAM_SLOT per actor (nodes advertise how many they take)
     heartbeat_timeout: float = 20.0  # seconds without a health report before the actor is restarted
     max_ingest_lag: float = 30.0  # seconds behind the source before the actor is restarted
@@ -148,6 +151,8 @@ class Supervisor:
             dsn=self.config.dsn, data_dir=self.config.data_dir, base_url=self.config.base_url,
             allow_private_urls=self.config.allow_private_urls, min_free_bytes=self.config.min_free_bytes,
             profiles_dir=self.config.profiles_dir, models_dir=self.config.models_dir,
+            asr=None if self.config.asr is None else msgspec.structs.replace(
+                self.config.asr, profiles_dir=self.config.profiles_dir, models_dir=self.config.models_dir),
         )
         return (
             ray.remote(StreamActor)
@@ -186,6 +191,10 @@ class Supervisor:
         async with self._lock:
             await asyncio.gather(*(self._stop(cid) for cid in list(self.actors)), *self._stopping.values(),
                                  return_exceptions=True)
+            for name in await asyncio.to_thread(ray.util.list_named_actors):  # the nodes' ASR servers
+                if name.startswith(ASR_SERVER_PREFIX):
+                    with contextlib.suppress(Exception):
+                        ray.kill(await asyncio.to_thread(ray.get_actor, name, NAMESPACE), no_restart=True)
 
     async def channel_health(self) -> dict[str, dict]:
         async def one(handle):

@@ -1,0 +1,178 @@
+"""One whisper model per node, shared by the node's stream actors (a Ray actor).
+
+Stream actors keep their streaming state (VAD, the LocalAgreement commit policy, the word
+timeline: :class:`detectors.speech.StreamingTranscriber`) and send each whisper call here
+(:class:`stream_actor.asr_client.RemoteWhisper`). The server collects the calls that arrive
+within ``gather`` seconds of the first and runs them as one CTranslate2 batch
+(:func:`detectors.whisper_batch.transcribe_batch`), each with its stream's prompt.
+
+* **One model, loaded once.** A stream actor no longer loads whisper (~80 MiB of weights
+  and CTranslate2 buffers each). On a node with a GPU the operator gives the server a GPU
+  share (``livecut up --asr-gpus``); every stream of the node then runs on it.
+* **Found by node.** The server of a node is a named, detached actor (``asr-<node>-<model>``)
+  pinned to that node (``NodeAffinitySchedulingStrategy``, not soft); the first stream actor
+  there creates it, the others get it by name. Ray restarts it if its process dies.
+* **Fair when overloaded.** A batch takes at most one call per stream (its oldest), streams
+  in the order they have waited, so no stream starves. Each stream actor makes one call at
+  a time (its ASR thread waits for the answer), so a slow server makes every stream's ASR
+  backlog grow alike, and each transcriber sheds in its documented order (fewer calls, no
+  agreement pass, audio dropped unheard: ``detectors.speech``). A call that has waited more
+  than ``max_wait`` seconds for a batch is answered ``None`` without being decoded
+  (``shed`` counts them; the answer says so): its stream hears nothing for that stretch rather than everyone
+  falling further behind.
+* **Losing it costs seconds of transcript, never a clip.** The client retries a failed call
+  (with the one backoff) while Ray restarts the server, for at most a few seconds, and then
+  goes on without those words.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import OrderedDict, deque
+from typing import Annotated, NamedTuple
+
+import msgspec
+import numpy as np
+
+from detectors.assets import AssetDirs
+from detectors.speech import SpeechOptions, load_whisper_model, resolve_device
+from detectors.whisper_batch import Job, Segment, check_model_api, transcribe_batch
+
+log = logging.getLogger(__name__)
+
+
+class AsrServerOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """The operator's settings of every node's model server (``livecut up --asr-*``)."""
+
+    model: str = ""  # as SpeechOptions.model: "" is the bundled tiny.en
+    device: str = "auto"  # "auto": CUDA when the server was given a GPU share
+    compute_type: str = "auto"
+    cpu_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2  # CTranslate2 threads for one batch
+    gpus: Annotated[float, msgspec.Meta(ge=0.0, le=8.0)] = 0.0  # Ray GPU request (e.g. 0.5)
+    gather: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.1  # seconds a batch waits for more calls
+    max_batch: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
+    max_wait: Annotated[float, msgspec.Meta(gt=0.0, le=120.0)] = 15.0  # a call waiting longer is shed
+    profiles_dir: str = ""
+    models_dir: str = ""
+
+
+ASR_SERVER_PREFIX = "asr-"
+
+
+def server_name(node_id: str, model: str) -> str:
+    return f"{ASR_SERVER_PREFIX}{node_id}-{model or 'tiny.en'}"
+
+
+class Answer(NamedTuple):
+    """What a call gets back: its segment (None: no words), whether it was shed undecoded,
+    and the server's queue as the call's batch left it."""
+
+    segment: Segment | None
+    shed: bool = False
+    waiting: int = 0  # calls still queued (all streams) when this one's batch was taken
+
+
+class _Call:
+    __slots__ = ("job", "language", "queued_at", "future")
+
+    def __init__(self, job: Job, language: str, future: asyncio.Future) -> None:
+        self.job, self.language, self.queued_at, self.future = job, language, time.monotonic(), future
+
+
+class AsrServer:
+    """The Ray actor. ``transcribe`` is what stream actors call; ``stats`` feeds /metrics."""
+
+    def __init__(self, options: AsrServerOptions) -> None:
+        self.options = options
+        self.model = None
+        self.queues: OrderedDict[str, deque[_Call]] = OrderedDict()  # per stream, in the order streams waited
+        self.wake = asyncio.Event()
+        self.counters = {"calls": 0, "batches": 0, "shed": 0, "seconds": 0.0, "busy_seconds": 0.0}
+        self.batch_sizes: deque[int] = deque(maxlen=200)
+        self._loop_task: asyncio.Task | None = None
+        self._ready = asyncio.Lock()
+
+    async def _start(self) -> None:
+        async with self._ready:
+            if self.model is not None:
+                return
+            o = self.options
+            opts = SpeechOptions(model=o.model, device=o.device, compute_type=o.compute_type, cpu_threads=o.cpu_threads)  # type: ignore[arg-type]
+            dirs = AssetDirs(profiles_dir=o.profiles_dir, models_dir=o.models_dir)
+            self.model = await asyncio.to_thread(load_whisper_model, opts, dirs)
+            check_model_api(self.model)
+            self._loop_task = asyncio.create_task(self._batches())
+            log.info("ASR server on pid %d: %s on %s", os.getpid(), o.model or "tiny.en", resolve_device(o.device))
+
+    async def transcribe(self, stream_id: str, audio: np.ndarray, prompt: str | None, language: str = "en") -> Answer:
+        """Whisper on one call's audio."""
+        await self._start()
+        future = asyncio.get_running_loop().create_future()
+        self.queues.setdefault(stream_id, deque()).append(_Call(Job(audio, prompt), language, future))
+        self.wake.set()
+        return await future
+
+    async def stats(self) -> dict:
+        waiting = sum(len(q) for q in self.queues.values())
+        sizes = list(self.batch_sizes)
+        return {**self.counters, "pid": os.getpid(), "waiting": waiting, "streams_waiting": sum(1 for q in self.queues.values() if q),
+                "mean_batch": round(sum(sizes) / len(sizes), 2) if sizes else 0.0}  # fmt: skip
+
+    async def ready(self) -> int:
+        """Load the model now (the first call would); the server's pid."""
+        await self._start()
+        return os.getpid()
+
+    # -- batching -------------------------------------------------------------------------
+    def _take(self) -> list[_Call]:
+        """The next batch: the oldest call of each stream, streams in the order they waited;
+        calls that waited past max_wait are answered "shed" instead."""
+        now = time.monotonic()
+        batch: list[_Call] = []
+        for stream_id in list(self.queues):
+            queue = self.queues[stream_id]
+            while queue and now - queue[0].queued_at > self.options.max_wait:
+                call = queue.popleft()
+                self.counters["shed"] += 1
+                if not call.future.done():
+                    call.future.set_result(Answer(None, shed=True))
+            if queue and len(batch) < self.options.max_batch:
+                batch.append(queue.popleft())
+                self.queues.move_to_end(stream_id)  # served: to the back of the line
+            if not queue:
+                del self.queues[stream_id]
+        return batch
+
+    async def _batches(self) -> None:
+        while True:
+            if not any(self.queues.values()):
+                self.wake.clear()
+                await self.wake.wait()
+                await asyncio.sleep(self.options.gather)  # let the other streams' calls join
+            batch = self._take()
+            if not batch:
+                continue
+            waiting = sum(len(q) for q in self.queues.values())
+            by_language: dict[str, list[_Call]] = {}
+            for call in batch:
+                by_language.setdefault(call.language, []).append(call)
+            started = time.monotonic()
+            for language, calls in by_language.items():
+                try:
+                    results = await asyncio.to_thread(transcribe_batch, self.model, [c.job for c in calls], language)
+                except Exception as exc:  # one bad batch must not stop the server
+                    log.exception("ASR batch failed")
+                    for c in calls:
+                        if not c.future.done():
+                            c.future.set_exception(exc)
+                    continue
+                for c, result in zip(calls, results):
+                    if not c.future.done():
+                        c.future.set_result(Answer(result, waiting=waiting))
+            self.counters["calls"] += len(batch)
+            self.counters["batches"] += 1
+            self.counters["seconds"] += sum(len(c.job.audio) for c in batch) / 16000.0
+            self.counters["busy_seconds"] += time.monotonic() - started
+            self.batch_sizes.append(len(batch))
