@@ -257,7 +257,8 @@ def _stream_in_real_time(transcriber, audio: np.ndarray, delay: float, chunk: fl
     return words + tail, latency + [len(audio) / RATE - w.end for w in tail]
 
 
-def compare_designs(audio: np.ndarray, script, whole: str, opts, n: int, asr_threads: int, stagger: float) -> dict:
+def compare_designs(audio: np.ndarray, script, whole: str, opts, n: int, asr_threads: int, asr_workers: int,
+                    stagger: float) -> dict:  # fmt: skip
     """N real-time streams through each ASR design (see the module docstring)."""
     import threading
 
@@ -289,7 +290,7 @@ def compare_designs(audio: np.ndarray, script, whole: str, opts, n: int, asr_thr
     # node: one server, batched
     ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, namespace="livecut-bench")
     try:
-        server = server_for(AsrServerOptions(model=opts.model, cpu_threads=asr_threads),
+        server = server_for(AsrServerOptions(model=opts.model, cpu_threads=asr_threads, workers=asr_workers),
                             ray.get_runtime_context().get_node_id())  # fmt: skip
         server_proc = psutil.Process(ray.get(server.ready.remote()))
         clients = [RemoteWhisper(server, f"stream-{i}") for i in range(n)]
@@ -301,7 +302,7 @@ def compare_designs(audio: np.ndarray, script, whole: str, opts, n: int, asr_thr
                        "shed": stats["shed"], "failed": sum(c.failed_calls for c in clients)}  # fmt: skip
     finally:
         ray.shutdown()
-    report: dict = {"streams": n, "stream_seconds": script.duration, "asr_threads": asr_threads}
+    report: dict = {"streams": n, "stream_seconds": script.duration, "asr_threads": asr_threads, "asr_workers": asr_workers}
     for design, got in out.items():
         texts = [" ".join(w.text for w in words) for words, _ in got["results"]]
         latency = [x for _, lat in got["results"] for x in lat]
@@ -331,7 +332,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--chunk", type=float, default=0.1, help="seconds per push (default 0.1)")
     p.add_argument("--no-whole", action="store_true", help="skip the whole-file transcriptions")
     p.add_argument("--streams", type=int, default=0, help="compare the actor and node ASR designs on this many real-time streams")
-    p.add_argument("--asr-threads", type=int, default=2, help="with --streams: CPU threads of the node's ASR server (default 2)")
+    p.add_argument("--asr-threads", type=int, default=1, help="with --streams: CPU threads of the node's ASR server (default 1)")
+    p.add_argument("--asr-workers", type=int, default=2, help="with --streams: batches the server decodes at once (default 2)")
     p.add_argument("--stagger", type=float, default=1.7, help="with --streams: seconds between the streams' starts")
     p.add_argument("--json", action="store_true", help="with --streams: print the figures as JSON")
     p.add_argument("--behind", type=float, default=0.0,
@@ -353,12 +355,12 @@ def main(argv: list[str] | None = None) -> None:
     if a.streams:
         whole = whole_file(model, audio, opts.language)
         del model
-        report = compare_designs(audio, script, whole, opts, a.streams, a.asr_threads, a.stagger)
+        report = compare_designs(audio, script, whole, opts, a.streams, a.asr_threads, a.asr_workers, a.stagger)
         if a.json:
             print(json.dumps(report, indent=2))
             return
         print(f"\n{a.streams} real-time streams of a {script.duration:.0f} s broadcast "
-              f"({len(words_of(script.text))} words); node server: {a.asr_threads} CPU threads")
+              f"({len(words_of(script.text))} words); node server: {a.asr_workers} workers of {a.asr_threads} CPU thread(s)")
         print(f"{'design':<8} {'WER/script':>10} {'WER/whole':>9} {'lat p50':>7} {'p95':>6} {'CPU-s/s':>8} {'batch':>6}")
         for design in ("actor", "node"):
             r = report[design]

@@ -54,7 +54,7 @@ from pathlib import Path
 import psutil
 
 from bench.broadcast import make_broadcast
-from bench.stack import LivecutProcess
+from bench.stack import LivecutProcess, asr_server_processes
 
 ACTOR_CPUS = 0.25  # SupervisorConfig.actor_cpus: the Ray CPU request of one stream actor
 GROWING = 2.0  # lag gained (s) from the first third of the window to the last that counts as a backlog
@@ -149,21 +149,9 @@ class StepResult:
     rss_per_stream_mib: float | None = None  # actors' RSS, plus the ASR server's shared out
 
 
-def asr_servers() -> list[psutil.Process]:
-    """The node's ASR server processes (Ray names actor processes ray::<class>)."""
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if any("ray::AsrServer" in part for part in p.info["cmdline"] or ()):
-                found.append(p)
-        except psutil.Error:
-            continue
-    return found
-
-
 def asr_cpu_and_rss() -> tuple[float, float]:
     cpu = rss = 0.0
-    for p in asr_servers():
+    for p in asr_server_processes():
         try:
             t = p.cpu_times()
             cpu += t.user + t.system

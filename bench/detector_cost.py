@@ -18,7 +18,6 @@ import numpy as np
 from bench.genres import make_genre_broadcast
 from detectors.arousal import ArousalDetector
 from detectors.crowd import CrowdDetector
-from detectors.crowd import warm as crowd_warm
 from detectors.fusion import Fusion
 from detectors.keywords import KeywordSpotter
 from detectors.loudness import LoudnessDetector
@@ -66,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     make_genre_broadcast(media, "sports", duration=args.duration, seed=1)  # talk, crowd bed, music
     samples, frames, cost = decoded(media)
     duration = len(samples) / 16000
-    crowd_warm()
     sentiment_analyzer()
 
     def timed(name: str, fn) -> list:

@@ -13,6 +13,20 @@ from pathlib import Path
 import httpx
 
 
+def asr_server_processes() -> list:
+    """This machine's ASR server processes (Ray titles an actor's process ray::<class>)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any("ray::AsrServer" in part for part in p.info["cmdline"] or ()):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

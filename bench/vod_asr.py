@@ -118,9 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     script = " ".join(text for _, _, text in said)
     duration = len(audio) / RATE
     model = load_whisper_model(opts, AssetDirs(models_dir=a.models_dir))
-    from faster_whisper.vad import get_vad_model
+    from detectors.vad import load_vad
 
-    get_vad_model()  # loaded once per process, not timed
+    load_vad()  # loaded once per process, not timed
     list(model.transcribe(audio[: 5 * RATE], language=opts.language, vad_filter=False)[0])  # warm up, not timed
 
     def live():

@@ -1,4 +1,4 @@
-"""Crowd noise (cheers, roars) and laughter, from librosa spectral features.
+"""Crowd noise (cheers, roars) and laughter, from spectral features.
 
 Rules over a few cheap features, not a trained classifier; what each rule captures:
 
@@ -14,7 +14,7 @@ Rules over a few cheap features, not a trained classifier; what each rule captur
 * ``"laughter"``: a laugh is a train of voiced bursts ("ha-ha-ha") at 3-6 per second. The
   level envelope is deeply modulated (``min_depth_db``) and periodic: its autocorrelation,
   once the slow trend is removed, peaks at a 3-6 Hz lag (``min_periodicity``), and the onset
-  strength (librosa's spectral flux) repeats at the same lag. The loud frames are harmonic
+  strength (spectral flux) repeats at the same lag. The loud frames are harmonic
   (low flatness: voiced, not claps or hi-hats). Speech has the same syllable rate but not the
   regularity, and music with a beat keeps its chords sounding between beats (shallow
   envelope). It misses breathy or silent laughs and a big audience laughing all at once
@@ -22,8 +22,11 @@ Rules over a few cheap features, not a trained classifier; what each rule captur
   voiced note at 3-6 Hz would pass.
 
 Features are computed on a fixed grid (512-point FFT every 250 samples of 16 kHz audio, decided
-every ``hop`` = 0.25 s), so live chunking and batch give the same signals. librosa compiles
-parts of itself with numba on first use (seconds per process): call :func:`warm` at start.
+every ``hop`` = 0.25 s), so live chunking and batch give the same signals. They are librosa's
+(``stft``, ``feature.rms``, ``spectral_flatness``, ``spectral_bandwidth``, ``amplitude_to_db``,
+``onset.onset_strength``), written out in numpy (:func:`frame_features`): importing librosa
+(numba, llvmlite, scipy) costs a stream actor about 190 MiB, for five formulas.
+``tests/test_crowd.py`` checks them against librosa.
 """
 from __future__ import annotations
 
@@ -41,6 +44,36 @@ N_FFT = 512  # 32 ms analysis frames...
 FRAME_HOP = 250  # ...every 15.6 ms (64 per second: a 3-6 Hz lag is 11-21 frames)
 FPS = RATE / FRAME_HOP
 _BAND = (300.0, 3400.0)  # where voices (and crowds) are; flatness is measured here
+_FREQS = np.fft.rfftfreq(N_FFT, 1.0 / RATE)
+_IN_BAND = (_FREQS >= _BAND[0]) & (_FREQS <= _BAND[1])
+_WINDOW = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)  # periodic Hann
+
+
+def magnitudes(y: np.ndarray) -> np.ndarray:
+    """|STFT| of ``y`` (no centering: frames start at 0, FRAME_HOP apart), bins × frames."""
+    frames = np.lib.stride_tricks.sliding_window_view(np.asarray(y, np.float32), N_FFT)[::FRAME_HOP]
+    return np.abs(np.fft.rfft(frames * _WINDOW, axis=1)).astype(np.float32).T
+
+
+def frame_features(S: np.ndarray, prev_db: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Per frame of a magnitude spectrogram: level (dBFS), in-band flatness, bandwidth (Hz),
+    onset strength (against ``prev_db``, the dB spectrum of the frame before, or the first
+    frame itself), and the last frame's dB spectrum (the next call's ``prev_db``)."""
+    power = S.astype(np.float64) ** 2
+    edges = power.copy()
+    edges[0] *= 0.5  # the DC and Nyquist bins count once (librosa.feature.rms)
+    edges[-1] *= 0.5
+    level = 20.0 * np.log10(np.sqrt(2.0 * edges.sum(axis=0) / N_FFT**2) + 1e-9)
+    band = np.maximum(1e-10, power[_IN_BAND])
+    flat = np.exp(np.log(band).mean(axis=0)) / band.mean(axis=0)
+    total = S.sum(axis=0)
+    share = np.where(total >= np.finfo(S.dtype).tiny, S / np.where(total > 0, total, 1.0), S)
+    centroid = (_FREQS[:, None] * share).sum(axis=0)
+    bandwidth = np.sqrt((share * (_FREQS[:, None] - centroid) ** 2).sum(axis=0))
+    db = 10.0 * np.log10(np.maximum(1e-10, power))
+    before = np.concatenate([db[:, :1] if prev_db is None else prev_db, db[:, :-1]], axis=1)
+    onset = np.maximum(0.0, db - before).mean(axis=0)
+    return level, flat, bandwidth, onset, db[:, -1:]
 
 
 class CrowdOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -73,18 +106,6 @@ class CrowdOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_crowd_seconds: Annotated[float, msgspec.Meta(gt=0.0, le=600.0)] = 10.0  # a longer crowd starts to become the usual level
 
 
-_warmed = False
-
-
-def warm() -> None:
-    """Run every librosa feature once on a tiny input, so numba compiles (or loads its cache)
-    now rather than on the first audio (about 2 s per process; the first ever run is longer)."""
-    global _warmed
-    if not _warmed:
-        CrowdDetector().push(0.0, np.zeros(int(0.5 * RATE), np.float32))
-        _warmed = True
-
-
 class CrowdDetector:
     """Feed 16 kHz float32 mono with :meth:`push`; get ``Signal("crowd")`` and
     ``Signal("laughter")``, one per event.
@@ -97,15 +118,10 @@ class CrowdDetector:
     """
 
     def __init__(self, opts: CrowdOptions | None = None) -> None:
-        import librosa
-
-        self._librosa = librosa
         self.opts = opts = opts or CrowdOptions()
         self._frames_per_hop = max(1, int(round(opts.hop * FPS)))
         self._hop_n = self._frames_per_hop * FRAME_HOP
         self._hop_s = self._hop_n / RATE  # opts.hop on the frame grid
-        freqs = librosa.fft_frequencies(sr=RATE, n_fft=N_FFT)
-        self._band = (freqs >= _BAND[0]) & (freqs <= _BAND[1])
         self._lags = np.arange(int(FPS / opts.max_rate), int(math.ceil(FPS / opts.min_rate)) + 1)
         self._detrend = max(1, int(round(FPS / opts.min_rate)))
         self._pending = np.zeros(0, np.float32)
@@ -154,17 +170,9 @@ class CrowdDetector:
 
     def _features(self, hop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per frame of this hop: level (dBFS), in-band flatness, bandwidth (Hz), onset strength."""
-        lr = self._librosa
         y = np.concatenate([self._tail, hop])
         self._tail = y[-(N_FFT - FRAME_HOP) :]
-        S = np.abs(lr.stft(y, n_fft=N_FFT, hop_length=FRAME_HOP, center=False, window="hann"))
-        level = 20.0 * np.log10(lr.feature.rms(S=S, frame_length=N_FFT)[0] + 1e-9)
-        flat = lr.feature.spectral_flatness(S=S[self._band])[0]
-        bandwidth = lr.feature.spectral_bandwidth(S=S, sr=RATE, n_fft=N_FFT)[0]
-        db = lr.amplitude_to_db(S, ref=1.0, amin=1e-5, top_db=None)
-        prev = db[:, :1] if self._prev_db is None else self._prev_db
-        onset = lr.onset.onset_strength(S=np.concatenate([prev, db], axis=1), sr=RATE, center=False)[1:]
-        self._prev_db = db[:, -1:]
+        level, flat, bandwidth, onset, self._prev_db = frame_features(magnitudes(y), self._prev_db)
         return level, flat, bandwidth, onset
 
     def _step(self, t: float, hop: np.ndarray) -> list[Signal]:

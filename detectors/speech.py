@@ -139,7 +139,7 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
     return "float16" if device == "cuda" else "int8"
 
 
-def load_whisper_model(opts: SpeechOptions | None = None, dirs: AssetDirs | None = None):
+def load_whisper_model(opts: SpeechOptions | None = None, dirs: AssetDirs | None = None, workers: int = 1):
     """The one place that loads whisper weights (from disk only: never downloads).
 
     ``opts.model`` names the model: "" or "tiny.en" is the bundled tiny.en, another name a
@@ -159,7 +159,7 @@ def load_whisper_model(opts: SpeechOptions | None = None, dirs: AssetDirs | None
             device=device,
             compute_type=resolve_compute_type(opts.compute_type, device),
             cpu_threads=opts.cpu_threads,
-            num_workers=1,
+            num_workers=workers,  # calls decoded at once, from as many Python threads
             local_files_only=True,
         )
     except Exception as exc:
@@ -283,9 +283,9 @@ class StreamingTranscriber:
         self.model = model
         self.opts = opts = opts or SpeechOptions()
         if vad is None:
-            from faster_whisper.vad import get_vad_model  # the bundled Silero ONNX, loaded once
+            from detectors.vad import load_vad  # the Silero ONNX faster-whisper ships
 
-            vad = get_vad_model()
+            vad = load_vad()
         self._vad = vad
         self._step_n = max(self.TICK, int(round(opts.step * RATE)))
         self._first_step_n = int(round(opts.first_step * RATE))

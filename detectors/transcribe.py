@@ -138,9 +138,9 @@ def transcribe_recording(model, samples: np.ndarray, t0: float, opts: SpeechOpti
     cut_at_end, dropped_segments, loops_collapsed."""
     samples = np.asarray(samples, np.float32).reshape(-1)
     if vad is None:
-        from faster_whisper.vad import get_vad_model  # the bundled Silero ONNX, loaded once
+        from detectors.vad import load_vad  # the Silero ONNX faster-whisper ships
 
-        vad = get_vad_model()
+        vad = load_vad()
     lead = int(round(t0 * RATE)) % WIN  # VAD window k covers shard samples [k * WIN - lead, ...)
     probs = speech_probs(vad, samples, int(round(t0 * RATE)))
 

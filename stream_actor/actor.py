@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import psutil
@@ -26,8 +27,6 @@ import ray
 
 from detectors.assets import AssetDirs
 from detectors.chat import ChatActivityDetector
-from detectors.crowd import warm as warm_crowd_features
-from detectors.hud import HudDetector
 from detectors.speech import load_whisper_model
 from records.backoff import Backoff
 from records.store import Store, commit_can_never_succeed
@@ -46,6 +45,9 @@ from stream_actor.disk_space import DiskWatch
 from stream_actor.ring_buffer import RingBuffer
 from stream_actor.settings import channel_settings
 from stream_actor.sources import source_for
+
+if TYPE_CHECKING:
+    from detectors.hud import HudDetector  # OpenCV: imported only by channels with a game profile
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +129,6 @@ class StreamActor:
         if self._tasks:
             return
         model = await self._whisper()
-        await asyncio.to_thread(warm_crowd_features)  # librosa compiles with numba on first use
         hud = await asyncio.to_thread(self._hud_detector) if self.settings.hud.profile else None
         self.pipeline = DetectorPipeline(self.settings, model, hud=hud)
         self.chat = self._chat_feed(self._channel_url)

@@ -4,7 +4,11 @@ Stream actors keep their streaming state (VAD, the LocalAgreement commit policy,
 timeline: :class:`detectors.speech.StreamingTranscriber`) and send each whisper call here
 (:class:`stream_actor.asr_client.RemoteWhisper`). The server collects the calls that arrive
 within ``gather`` seconds of the first and runs them as one CTranslate2 batch
-(:func:`detectors.whisper_batch.transcribe_batch`), each with its stream's prompt.
+(:func:`detectors.whisper_batch.transcribe_batch`), each with its stream's prompt. Up to
+``workers`` batches decode at once (CTranslate2's inter-threads), each on ``cpu_threads``
+threads; while all are busy, calls queue, and the next batch takes more of them. One thread
+per batch measured cheapest (``bench.asr_quality --streams``): a lightly loaded server then
+costs no more than the calls, and a loaded one fills every worker.
 
 * **One model, loaded once.** A stream actor no longer loads whisper (~80 MiB of weights
   and CTranslate2 buffers each). On a node with a GPU the operator gives the server a GPU
@@ -49,7 +53,8 @@ class AsrServerOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True,
     model: str = ""  # as SpeechOptions.model: "" is the bundled tiny.en
     device: str = "auto"  # "auto": CUDA when the server was given a GPU share
     compute_type: str = "auto"
-    cpu_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2  # CTranslate2 threads for one batch
+    cpu_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1  # CTranslate2 threads for one batch
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2  # batches decoded at once (while calls wait)
     gpus: Annotated[float, msgspec.Meta(ge=0.0, le=8.0)] = 0.0  # Ray GPU request (e.g. 0.5)
     gather: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.1  # seconds a batch waits for more calls
     max_batch: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
@@ -93,6 +98,8 @@ class AsrServer:
         self.batch_sizes: deque[int] = deque(maxlen=200)
         self._loop_task: asyncio.Task | None = None
         self._ready = asyncio.Lock()
+        self._workers = asyncio.Semaphore(options.workers)
+        self._decoding: set[asyncio.Task] = set()
 
     async def _start(self) -> None:
         async with self._ready:
@@ -101,8 +108,9 @@ class AsrServer:
             o = self.options
             opts = SpeechOptions(model=o.model, device=o.device, compute_type=o.compute_type, cpu_threads=o.cpu_threads)  # type: ignore[arg-type]
             dirs = AssetDirs(profiles_dir=o.profiles_dir, models_dir=o.models_dir)
-            self.model = await asyncio.to_thread(load_whisper_model, opts, dirs)
-            check_model_api(self.model)
+            model = await asyncio.to_thread(load_whisper_model, opts, dirs, o.workers)
+            check_model_api(model)  # before anyone is served: a changed faster-whisper fails here, loudly
+            self.model = model
             self._loop_task = asyncio.create_task(self._batches())
             log.info("ASR server on pid %d: %s on %s", os.getpid(), o.model or "tiny.en", resolve_device(o.device))
 
@@ -147,14 +155,29 @@ class AsrServer:
 
     async def _batches(self) -> None:
         while True:
-            if not any(self.queues.values()):
-                self.wake.clear()
-                await self.wake.wait()
-                await asyncio.sleep(self.options.gather)  # let the other streams' calls join
-            batch = self._take()
-            if not batch:
-                continue
-            waiting = sum(len(q) for q in self.queues.values())
+            try:
+                await self._next_batch()
+            except Exception:  # the loop must outlive any one batch: callers wait on it
+                log.exception("ASR batch loop")
+                await asyncio.sleep(0.1)
+
+    async def _next_batch(self) -> None:
+        """Wait for calls and a free worker, take a batch and start decoding it."""
+        if not any(self.queues.values()):
+            self.wake.clear()
+            await self.wake.wait()
+            await asyncio.sleep(self.options.gather)  # let the other streams' calls join
+        await self._workers.acquire()  # while every worker is busy, calls queue up: bigger batches
+        batch = self._take()
+        if not batch:
+            self._workers.release()
+            return
+        task = asyncio.create_task(self._decode(batch, waiting=sum(len(q) for q in self.queues.values())))
+        self._decoding.add(task)
+        task.add_done_callback(self._decoding.discard)
+
+    async def _decode(self, batch: list[_Call], waiting: int) -> None:
+        try:
             by_language: dict[str, list[_Call]] = {}
             for call in batch:
                 by_language.setdefault(call.language, []).append(call)
@@ -176,3 +199,5 @@ class AsrServer:
             self.counters["seconds"] += sum(len(c.job.audio) for c in batch) / 16000.0
             self.counters["busy_seconds"] += time.monotonic() - started
             self.batch_sizes.append(len(batch))
+        finally:
+            self._workers.release()

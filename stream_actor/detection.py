@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,7 +16,6 @@ from detectors.arousal import ArousalDetector
 from detectors.boundaries import snap_clip
 from detectors.crowd import CrowdDetector
 from detectors.fusion import Fusion
-from detectors.hud import HudDetector
 from detectors.keywords import KeywordSpotter
 from detectors.loudness import LoudnessDetector
 from detectors.music import MusicDetector
@@ -27,6 +27,9 @@ from detectors.speech_rate import SpeechRateDetector
 from records.wire import MomentEvent, Signal, Word
 from stream_actor.settings import ChannelSettings
 
+if TYPE_CHECKING:
+    from detectors.hud import HudDetector  # OpenCV: imported only by channels with a game profile
+
 TRANSCRIPT_KEEP = 300.0  # seconds of words kept for clip transcripts
 
 
@@ -34,7 +37,7 @@ def hud_detector(settings: ChannelSettings, dirs: AssetDirs | None = None) -> Hu
     """The channel's game profile, by name (``dirs``: the operator's directories), with its
     models (OCR and YOLO on the GPU, if one was given)."""
     from detectors import hud_models
-    from detectors.hud import load_profile
+    from detectors.hud import HudDetector, load_profile
     from detectors.speech import resolve_device
 
     profile = load_profile(settings.hud.profile, dirs)

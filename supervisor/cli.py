@@ -28,11 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     up.add_argument("--public-host", default=os.environ.get("LIVECUT_PUBLIC_HOST", ""), help="host name to print in URLs")
     up.add_argument("--allow-private-urls", action="store_true", default=os.environ.get("LIVECUT_ALLOW_PRIVATE_URLS") == "1", help="let url sources reach files, loopback and private networks")
     up.add_argument("--public-ip", default=os.environ.get("LIVECUT_PUBLIC_IP", ""), help="public IP advertised to WHIP publishers behind a 1:1 NAT")
-    up.add_argument("--streams-per-node", type=int, default=int(os.environ.get("LIVECUT_STREAMS_PER_NODE", 2 * (os.cpu_count() or 1))), help="stream slots of the local Ray node (default 2 per core: bench.capacity kept 4 in real time on 2 cores)")
+    up.add_argument("--streams-per-node", type=int, default=int(os.environ.get("LIVECUT_STREAMS_PER_NODE", 3 * (os.cpu_count() or 1))), help="stream slots of the local Ray node (default 3 per core: bench.capacity kept 6 in real time on 2 cores)")
     up.add_argument("--max-streams", type=int, default=int(os.environ.get("LIVECUT_MAX_STREAMS", 100)), help="active channels allowed in this workspace (default 100)")
     up.add_argument("--actor-gpus", type=float, default=float(os.environ.get("LIVECUT_ACTOR_GPUS", 0)), help="GPU fraction per stream actor, e.g. 0.25 (default 0: CPU)")
     up.add_argument("--asr", choices=("node", "actor"), default=os.environ.get("LIVECUT_ASR", "node"), help="node: one whisper model per node, shared by its streams in batches (default); actor: each stream actor loads its own")
-    up.add_argument("--asr-threads", type=_positive_count, default=os.environ.get("LIVECUT_ASR_THREADS", "2"), help="CPU threads of each node's ASR server (default 2)")
+    up.add_argument("--asr-threads", type=_positive_count, default=os.environ.get("LIVECUT_ASR_THREADS", "1"), help="CPU threads of each node's ASR server (default 1)")
+    up.add_argument("--asr-workers", type=_positive_count, default=os.environ.get("LIVECUT_ASR_WORKERS", "2"), help="batches each node's ASR server decodes at once, each on --asr-threads threads (default 2)")
     up.add_argument("--asr-gpus", type=_at_least_zero(float), default=os.environ.get("LIVECUT_ASR_GPUS", "0"), help="GPU share of each node's ASR server, e.g. 0.5 (default 0: CPU)")
     up.add_argument("--heartbeat-timeout", type=float, default=float(os.environ.get("LIVECUT_HEARTBEAT_TIMEOUT", 20)), help="seconds without a health report before a stream actor is restarted (default 20)")
     up.add_argument("--max-vod-jobs", type=int, default=int(os.environ.get("LIVECUT_MAX_VOD_JOBS", 0)), help="VOD jobs running at once; the rest wait in submission order (default: the Ray cluster's CPUs)")
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         actor_gpus=args.actor_gpus,
         asr=args.asr,
         asr_threads=args.asr_threads,
+        asr_workers=args.asr_workers,
         asr_gpus=args.asr_gpus,
         heartbeat_timeout=args.heartbeat_timeout,
         max_vod_jobs=args.max_vod_jobs,

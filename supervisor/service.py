@@ -102,7 +102,7 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
             profiles_dir=settings.profiles_dir,
             models_dir=settings.models_dir,
             actor_gpus=settings.actor_gpus,
-            asr=None if settings.asr == "actor" else AsrServerOptions(cpu_threads=settings.asr_threads, gpus=settings.asr_gpus),
+            asr=None if settings.asr == "actor" else AsrServerOptions(cpu_threads=settings.asr_threads, workers=settings.asr_workers, gpus=settings.asr_gpus),
             # on a cluster whose nodes advertise no slots, placement falls back to CPU requests alone
             use_stream_slots=STREAM_SLOT in ray.cluster_resources(),
             heartbeat_timeout=settings.heartbeat_timeout,

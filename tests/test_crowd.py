@@ -13,7 +13,7 @@ import pytest
 from scipy.signal import lfilter, resample_poly
 
 import media
-from detectors.crowd import CrowdDetector, CrowdOptions, warm
+from detectors.crowd import FRAME_HOP, N_FFT, RATE as CROWD_RATE, CrowdDetector, CrowdOptions, frame_features, magnitudes
 
 RATE = media.RATE
 SPEECH = 10 ** (-26 / 20)  # the broadcast's speech level (RMS while voiced)
@@ -153,9 +153,24 @@ def detect(samples: np.ndarray, chunk: float = 0.1, t0: float = 0.0, opts: Crowd
     return media.feed(CrowdDetector(opts), samples, chunk, t0=t0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _warm():
-    warm()
+def test_the_features_are_librosas(espeak, ffmpeg):
+    """The numpy features (stream actors do not import librosa: ~190 MiB) are librosa's:
+    STFT, RMS level, in-band flatness, bandwidth, onset strength, on speech, a roar and silence."""
+    import librosa
+
+    _, _, audio = media.broadcast()
+    y = np.concatenate([audio[: 4 * CROWD_RATE], np.zeros(CROWD_RATE, np.float32)])
+    S = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=FRAME_HOP, center=False, window="hann"))
+    np.testing.assert_allclose(magnitudes(y), S, rtol=1e-3, atol=1e-4)
+    level, flat, bandwidth, onset, last_db = frame_features(S)
+    band = (librosa.fft_frequencies(sr=CROWD_RATE, n_fft=N_FFT) >= 300.0) & (librosa.fft_frequencies(sr=CROWD_RATE, n_fft=N_FFT) <= 3400.0)
+    np.testing.assert_allclose(level, 20.0 * np.log10(librosa.feature.rms(S=S, frame_length=N_FFT)[0] + 1e-9), atol=1e-3)
+    np.testing.assert_allclose(flat, librosa.feature.spectral_flatness(S=S[band])[0], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(bandwidth, librosa.feature.spectral_bandwidth(S=S, sr=CROWD_RATE, n_fft=N_FFT)[0], rtol=1e-3, atol=1e-2)
+    db = librosa.amplitude_to_db(S, ref=1.0, amin=1e-5, top_db=None)
+    want = librosa.onset.onset_strength(S=np.concatenate([db[:, :1], db], axis=1), sr=CROWD_RATE, center=False)[1:]
+    np.testing.assert_allclose(onset, want, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(last_db, db[:, -1:], atol=1e-3)
 
 
 # --- crowd ---------------------------------------------------------------------------

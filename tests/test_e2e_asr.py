@@ -6,24 +6,14 @@ import signal
 import subprocess
 import time
 
-import psutil
 import pytest
+
+from bench.stack import asr_server_processes
 
 pytestmark = pytest.mark.e2e
 
 # one channel per time: the same keyword, said on each channel at its own time only
 KEYWORD_AT = {"early": 16.0, "middle": 24.0, "late": 32.0}
-
-
-def _asr_servers() -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if any("ray::AsrServer" in part for part in p.info["cmdline"] or ()):
-                found.append(p)
-        except psutil.Error:
-            continue
-    return found
 
 
 def _new_rtmp_channel(stack, name: str) -> dict:
@@ -73,7 +63,7 @@ def test_channels_share_one_asr_server_and_each_clips_its_own_keyword(livecut_st
             p.kill()
         for s in subscribers.values():
             s.close()
-    assert len(_asr_servers()) == 1, _asr_servers()
+    assert len(asr_server_processes()) == 1, asr_server_processes()
     for key, got in clips.items():
         assert len(subscribers[key].clips) == 1, (key, subscribers[key].clips)
         clip = got[0]
@@ -100,7 +90,7 @@ def test_a_sigkilled_asr_server_comes_back_and_the_keyword_clip_still_arrives(li
         while live["health"]["stream_time"] < 8.0:  # the server has been transcribing calm talk
             time.sleep(0.5)
             live = stack.wait_channel(channel["id"], lambda c: c["status"] == "live", timeout=10)
-        (server,) = _asr_servers()
+        (server,) = asr_server_processes()
         actor_pid = live["health"]["pid"]
         server.send_signal(signal.SIGKILL)
         server.wait(10)
@@ -109,7 +99,7 @@ def test_a_sigkilled_asr_server_comes_back_and_the_keyword_clip_still_arrives(li
     finally:
         push.kill()
         subscriber.close()
-    (back,) = _asr_servers()
+    (back,) = asr_server_processes()
     assert back.pid != server.pid
     clip = clips[0]
     assert clip["stream_start"] <= moment_t <= clip["stream_end"], clip

@@ -1,6 +1,6 @@
 """The Ray tasks of a VOD job: thin wrappers that run ``vod.shard`` on a worker.
 
-A worker process keeps its whisper model (and warmed librosa) between shards, so a job pays
+A worker process keeps its whisper model between shards, so a job pays
 the model load once per worker, not once per shard. Ray retries a shard whose worker dies
 (``max_retries``); an exception raised by the shard's own code is not retried.
 """
@@ -15,7 +15,6 @@ from vod.plan import Shard, ShardResult
 
 SHARD_RETRIES = 3  # worker losses a shard survives
 _models: dict[tuple, object] = {}
-_warm = False
 
 
 def _whisper(opts, dirs: AssetDirs):
@@ -30,15 +29,9 @@ def _whisper(opts, dirs: AssetDirs):
 def analyse(location: str, shard: Shard, settings: dict, origin: float, dirs: AssetDirs | None = None) -> ShardResult:
     """One shard on this worker (see ``vod.shard.analyse_shard``); ``dirs``: the operator's
     directories of named HUD profiles and whisper models."""
-    global _warm
     from vod.shard import analyse_shard
 
     channel = channel_settings(settings)
-    if not _warm:
-        from detectors.crowd import warm
-
-        warm()  # librosa compiles with numba on first use: once per worker
-        _warm = True
     dirs = dirs or AssetDirs()
     return analyse_shard(location, shard, channel, _whisper(channel.speech, dirs), origin=origin, dirs=dirs)
 
