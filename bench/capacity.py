@@ -31,6 +31,11 @@ actor, the 1-minute load average (mean over the window) and how busy the whole m
 Load and busy are machine-wide: they include the publishers (their own CPU is shown as
 ``pub``), livecut's other processes, and anything else running on the machine.
 
+Delivery latency is measured on every clip notified during the window: from when the clip's
+last second was buffered (the wall time of the first health report whose stream time passed
+the clip's end, less the difference; ingest lag is ~0 on loopback, so this is when it was
+pushed) to the Socket.IO ``clip`` event, p95 over all channels (``delivery p95``).
+
 The ASR server's own process is measured too (its CPU per stream-second is the ``asr``
 column, and its RSS is shared out over the streams in ``RSS/stream``), so the two designs
 are compared on everything they run.
@@ -54,7 +59,8 @@ from pathlib import Path
 import psutil
 
 from bench.broadcast import make_broadcast
-from bench.stack import LivecutProcess, asr_server_processes
+from bench.stack import ClipSubscriber, LivecutProcess, asr_server_processes
+from bench.stats import percentile
 
 ACTOR_CPUS = 0.25  # SupervisorConfig.actor_cpus: the Ray CPU request of one stream actor
 GROWING = 2.0  # lag gained (s) from the first third of the window to the last that counts as a backlog
@@ -146,6 +152,8 @@ class StepResult:
     busy: float | None = None
     pub_cpu_per_s: float | None = None
     asr_cpu_per_s: float | None = None  # the node's ASR server: CPU-s per stream-second
+    delivery_p95: float | None = None  # s, clip end buffered -> Socket.IO notification, all channels
+    clips: int = 0  # clips notified during the window
     rss_per_stream_mib: float | None = None  # actors' RSS, plus the ASR server's shared out
 
 
@@ -245,9 +253,29 @@ def why(failures: dict[str, list[str]], n: int) -> str:
     return "; ".join(parts)
 
 
+def buffered_at(samples: list[Sample], t: float) -> float | None:
+    """Wall time at which stream time ``t`` was buffered, from the first health report past it."""
+    for s in samples:
+        st = s.health.get("stream_time") if s.health else None
+        if s.at is not None and st is not None and st >= t:
+            return s.at - (st - t)
+    return None
+
+
+def delivery_latencies(stats: dict[str, ChannelStats], subscribers: dict[str, ClipSubscriber]) -> list[float]:
+    out = []
+    for cid, sub in subscribers.items():
+        for clip, arrived in zip(list(sub.clips), list(sub.arrivals)):
+            at = buffered_at(stats[cid].samples, clip["stream_end"])
+            if at is not None:
+                out.append(arrived - at)
+    return out
+
+
 def measure(stack: LivecutProcess, channels: list[dict], publishers: Publishers, args) -> StepResult:
     n = len(channels)
     stats = {c["id"]: ChannelStats(c["id"]) for c in channels}
+    subscribers = {c["id"]: ClipSubscriber(stack.base_url, stack.api_key, c["id"]) for c in channels}
     loads: list[float] = []
     busy0, total0 = machine_busy()
     pub0 = publishers.cpu_seconds()
@@ -255,14 +283,20 @@ def measure(stack: LivecutProcess, channels: list[dict], publishers: Publishers,
     start = time.monotonic()
     end = start + args.seconds
     next_at = start
-    while True:
-        for cid, st in stats.items():
-            st.samples.append(poll(stack, cid))
-        loads.append(os.getloadavg()[0])
-        if time.monotonic() >= end:
-            break
-        next_at += args.interval
-        time.sleep(max(0.0, min(next_at, end) - time.monotonic()))
+    try:
+        while True:
+            for cid, st in stats.items():
+                st.samples.append(poll(stack, cid))
+            loads.append(os.getloadavg()[0])
+            if time.monotonic() >= end:
+                break
+            next_at += args.interval
+            time.sleep(max(0.0, min(next_at, end) - time.monotonic()))
+    finally:
+        for sub in subscribers.values():
+            sub.close()
+    for st in stats.values():  # a report past the last clips' ends, for their buffered times
+        st.samples.append(poll(stack, st.channel_id))
     busy1, total1 = machine_busy()
     pub_cpu = publishers.cpu_seconds() - pub0
     asr1, asr_rss = asr_cpu_and_rss()
@@ -282,6 +316,9 @@ def measure(stack: LivecutProcess, channels: list[dict], publishers: Publishers,
     rss = [s.health["rss_bytes"] for st in stats.values() for s in st.samples if s.health.get("rss_bytes")]
     res.rss_mib = sum(rss) / len(rss) / 2**20 if rss else None
     res.rss_per_stream_mib = None if res.rss_mib is None else res.rss_mib + asr_rss / n / 2**20
+    latencies = delivery_latencies(stats, subscribers)
+    res.clips = len(latencies)
+    res.delivery_p95 = percentile(latencies, 0.95) if latencies else None
     res.load = sum(loads) / len(loads)
     res.busy = 100.0 * (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
     res.pub_cpu_per_s = pub_cpu / (n * wall) if wall > 0 else None
@@ -341,14 +378,16 @@ def fmt(value: float | None, spec: str) -> str:
 
 
 HEADER = (f"{'count':>5} {'result':>6} {'ingest_lag':>10} {'detector_lag':>12} {'pace':>6} "
-          f"{'CPU-s/s':>8} {'asr':>6} {'RSS MiB':>8} {'RSS/stream':>10} {'load1':>6} {'busy%':>6} {'pub':>6}")
+          f"{'CPU-s/s':>8} {'asr':>6} {'RSS MiB':>8} {'RSS/stream':>10} {'load1':>6} {'busy%':>6} {'pub':>6} "
+          f"{'clips':>5} {'dlv p95':>7}")
 
 
 def row(r: StepResult) -> str:
     return (f"{r.count:>5} {'PASS' if r.passed else 'FAIL':>6} {r.worst_ingest:>9.2f}s {r.worst_detector:>11.2f}s "
             f"{fmt(r.worst_pace, '.3f'):>6} {fmt(r.cpu_per_s, '.3f'):>8} {fmt(r.asr_cpu_per_s, '.3f'):>6} "
             f"{fmt(r.rss_mib, '.0f'):>8} {fmt(r.rss_per_stream_mib, '.0f'):>10} "
-            f"{fmt(r.load, '.2f'):>6} {fmt(r.busy, '.0f'):>6} {fmt(r.pub_cpu_per_s, '.3f'):>6}")
+            f"{fmt(r.load, '.2f'):>6} {fmt(r.busy, '.0f'):>6} {fmt(r.pub_cpu_per_s, '.3f'):>6} "
+            f"{r.clips:>5} {fmt(r.delivery_p95, '.2f'):>6}s")
 
 
 @dataclass
@@ -441,7 +480,8 @@ def comparison(node: Sweep, actor: Sweep) -> dict:
         a, b = node.at(count), actor.at(count)
         for key, pick in (("cpu_per_stream_second", lambda r: (r.cpu_per_s or 0.0) + (r.asr_cpu_per_s or 0.0)),
                           ("rss_per_stream_mib", lambda r: r.rss_per_stream_mib),
-                          ("worst_detector_lag", lambda r: r.worst_detector)):  # fmt: skip
+                          ("worst_detector_lag", lambda r: r.worst_detector),
+                          ("delivery_p95", lambda r: r.delivery_p95)):  # fmt: skip
             out[key] = {"node": pick(a), "actor": pick(b), "ratio": _ratio(pick(a), pick(b))}
     return out
 
@@ -486,7 +526,7 @@ def main() -> None:
           "stream actor CPU-s per stream-second; asr = the node's ASR server CPU-s per stream-second; RSS = mean "
           "stream actor RSS; RSS/stream = that plus the ASR server's RSS shared out; load1 = mean 1-min load average; "
           "busy = machine CPU use; pub = publisher CPU-s per stream-second (all machine-wide figures include "
-          "whatever else runs here)")
+          "whatever else runs here); clips = clips notified in the window; dlv p95 = their delivery latency, p95")
     for design, sw in sweeps.items():
         if sw.failed is None:
             print(f"--asr {design}: {sw.held} streams on this machine (no failure up to {top}; try larger --counts)")
@@ -507,7 +547,8 @@ def main() -> None:
                   f"(x{fmt(c['cpu_per_stream_second']['ratio'], '.2f')}), RSS per stream "
                   f"{fmt(c['rss_per_stream_mib']['node'], '.0f')} vs {fmt(c['rss_per_stream_mib']['actor'], '.0f')} MiB "
                   f"(x{fmt(c['rss_per_stream_mib']['ratio'], '.2f')}), worst detector lag "
-                  f"{c['worst_detector_lag']['node']:.1f} vs {c['worst_detector_lag']['actor']:.1f} s")
+                  f"{c['worst_detector_lag']['node']:.1f} vs {c['worst_detector_lag']['actor']:.1f} s, delivery p95 "
+                  f"{fmt(c['delivery_p95']['node'], '.2f')} vs {fmt(c['delivery_p95']['actor'], '.2f')} s")
         else:
             print()
     if args.json:

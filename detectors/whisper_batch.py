@@ -13,6 +13,13 @@ own prompt (on ``bench.asr_quality`` the prompt takes tiny.en's live WER from ~0
 grouped by length and a group's are cut, from the left, to its shortest: a few tokens of
 older context at most (:func:`prompt_groups`).
 
+Whisper's encoder always reads 30 s, and on a CPU that pass is most of a call's cost, which a
+batch does not share out. :func:`transcribe_packed` does: consecutive calls are laid end to
+end, with a short silence between, in windows of up to 28 s, and each word goes back to the
+call under it. A packed window has no prompt (it belongs to one stream; the window's earlier
+calls are the context instead); a call alone in its window keeps its prompt. The words of a
+call whose window's decoder stopped before it are decoded again, alone.
+
 The faster-whisper methods used here are checked by :func:`check_model_api` when a model
 server starts, and faster-whisper is pinned to the minor version they were read from.
 """
@@ -139,3 +146,98 @@ def _segment(raw: dict, tokenizer) -> Segment:
                   for w in raw.get("words", ()))  # fmt: skip
     return Segment(text, float(raw["avg_logprob"]), float(raw["no_speech_prob"]),
                    get_compression_ratio(text.strip()), words)  # fmt: skip
+
+
+# -- packing: several calls in one 30 s window -------------------------------------------
+GAP = int(0.4 * RATE)  # silence laid between two calls' audio in a window: a pause the decoder hears
+WINDOW = 28 * RATE  # the most audio a packed window holds (its encoder window is 30 s)
+_MIN_WORD_P = 1e-4
+
+
+def pack_jobs(lengths: Sequence[int], window: int = WINDOW, gap: int = GAP) -> list[list[int]]:
+    """Job indices, in order, in windows of at most ``window`` samples (``gap`` between jobs)."""
+    windows: list[list[int]] = []
+    used = 0
+    for i, n in enumerate(lengths):
+        if windows and used + gap + n <= window:
+            windows[-1].append(i)
+            used += gap + n
+        else:
+            windows.append([i])
+            used = n
+    return windows
+
+
+def split_window(segment: Segment | None, offsets: Sequence[int], lengths: Sequence[int]) -> list[Segment | None]:
+    """A packed window's segment as one segment per job: each word goes to the job under its
+    midpoint (a gap belongs to the job before it), in that job's time and inside its audio.
+    A job's ``avg_logprob`` is the mean log-probability of its words; ``no_speech_prob`` is the
+    window's for its first job (whisper's no-speech token reads the window's start) and 0 after."""
+    if segment is None:
+        return [None] * len(offsets)
+    mine: list[list[WordTiming]] = [[] for _ in offsets]
+    for w in segment.words:
+        mid = (w.start + w.end) / 2 * RATE
+        k = max(0, sum(1 for off in offsets if off <= mid) - 1)
+        lo, hi = offsets[k] / RATE, (offsets[k] + lengths[k]) / RATE
+        start = min(max(w.start, lo), hi) - lo
+        mine[k].append(WordTiming(start, min(max(w.end, lo + start), hi) - lo, w.word, w.probability))
+    from faster_whisper.transcribe import get_compression_ratio
+
+    out: list[Segment | None] = []
+    for k, words in enumerate(mine):
+        if not words:
+            out.append(None)
+            continue
+        text = "".join(w.word for w in words)
+        logprob = float(np.mean([np.log(max(w.probability, _MIN_WORD_P)) for w in words]))
+        out.append(Segment(text, logprob, segment.no_speech_prob if k == 0 else 0.0,
+                           get_compression_ratio(text.strip()), tuple(words)))  # fmt: skip
+    return out
+
+
+def transcribe_packed(model, jobs: Sequence[Job], language: str = "en") -> list[Segment | None]:
+    """Each job's segment, as :func:`transcribe_batch` gives it, for less: consecutive jobs are
+    laid end to end (``GAP`` of silence between) in windows of up to 28 s, so one encoder pass
+    serves several calls; all windows go through whisper as one batch. A window of one job
+    keeps its prompt; a packed window has none (its earlier jobs are context enough, and a
+    prompt belongs to one stream). Jobs after the last one in a window that got words (the
+    decoder stopped early) are decoded again, each alone with its prompt."""
+    out: list[Segment | None] = [None] * len(jobs)
+    todo = pack_jobs([min(len(j.audio), WINDOW) for j in jobs])
+    for last_look in (False, True):
+        windows, layouts = [], []
+        for indices in todo:
+            if len(indices) == 1:
+                windows.append(jobs[indices[0]])
+                layouts.append(None)
+                continue
+            offsets, lengths, parts = [], [], []
+            at = 0
+            for i in indices:
+                audio = np.asarray(jobs[i].audio, np.float32)[:WINDOW]
+                if parts:
+                    parts.append(np.zeros(GAP, np.float32))
+                    at += GAP
+                offsets.append(at)
+                lengths.append(len(audio))
+                parts.append(audio)
+                at += len(audio)
+            windows.append(Job(np.concatenate(parts)))
+            layouts.append((offsets, lengths))
+        again: list[list[int]] = []
+        for indices, layout, segment in zip(todo, layouts, transcribe_batch(model, windows, language)):
+            if layout is None:
+                out[indices[0]] = segment
+                continue
+            pieces = split_window(segment, *layout)
+            heard = 1 + max((k for k, p in enumerate(pieces) if p is not None), default=-1)
+            for k, i in enumerate(indices):
+                if k < heard or last_look:
+                    out[i] = pieces[k]
+                else:
+                    again.append([i])
+        if not again:
+            break
+        todo = again
+    return out

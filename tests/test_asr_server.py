@@ -14,7 +14,7 @@ import ray
 
 import media
 from detectors.speech import SpeechOptions, StreamingTranscriber, keep_segment
-from detectors.whisper_batch import Job, prompt_groups, transcribe_batch
+from detectors.whisper_batch import GAP, WINDOW, Job, pack_jobs, prompt_groups, transcribe_batch, transcribe_packed
 from stream_actor.asr_client import RemoteWhisper, server_for
 from stream_actor.asr_server import ASR_SERVER_PREFIX, AsrServer, AsrServerOptions
 from supervisor.supervisor import NAMESPACE
@@ -81,6 +81,30 @@ def test_a_batch_gives_what_one_call_per_job_gives(lines):
         assert max(abs(a.start - b.start) + abs(a.end - b.end) for a, b in zip(got.words, want.words)) <= 0.1
 
 
+def test_jobs_are_packed_in_order_into_windows_of_at_most_28_s():
+    s = RATE
+    windows = pack_jobs([5 * s, 10 * s, 12 * s, 27 * s, 3 * s, 40 * s])
+    assert windows == [[0, 1, 2], [3], [4], [5]]  # 5+10+12 s and two gaps fit; 27 + 3 does not
+    for w in windows[:-1]:
+        lengths = [[5 * s, 10 * s, 12 * s, 27 * s, 3 * s][i] for i in w]
+        assert sum(lengths) + GAP * (len(w) - 1) <= WINDOW
+
+
+def test_packed_calls_each_get_their_own_words_inside_their_own_audio(lines):
+    """Four calls in one window: each gets its own sentence's words, none of another's, with
+    times inside its own audio; a call alone in its window is decoded as transcribe_batch does."""
+    model = media.whisper_model()
+    packed = transcribe_packed(model, [Job(a) for a in lines])
+    for key, audio, segment in zip(KEYS, lines, packed):
+        heard = _words(segment.text)
+        assert key in heard and not (set(KEYS) - {key}) & set(heard), (key, segment.text)
+        assert all(0.0 <= w.start <= w.end <= len(audio) / RATE for w in segment.words), segment.words
+        assert segment.avg_logprob > -1.0  # confident: the filters keep it
+    (alone,) = transcribe_packed(model, [Job(lines[1], PROMPTS[2])])
+    (want,) = transcribe_batch(model, [Job(lines[1], PROMPTS[2])])
+    assert alone == want
+
+
 def test_silence_in_a_batch_is_dropped_by_the_filters_and_leaves_the_others_alone(lines):
     model = media.whisper_model()
     got = transcribe_batch(model, [Job(np.zeros(2 * RATE, np.float32)), Job(lines[1])])
@@ -124,6 +148,20 @@ def test_an_overloaded_server_serves_every_stream_and_sheds_the_calls_that_waite
     stats = ray.get(server.stats.remote())
     assert stats["shed"] >= 1 and stats["waiting"] == 0, stats
     _kill(server)
+
+
+def test_the_server_packs_calls_only_when_it_is_behind(ray_local, lines):
+    """Calls answered at once are batched with their prompts; calls that waited past
+    pack_after are packed into shared windows, and still get their own words."""
+    for pack_after, packed in ((60.0, False), (0.0, True)):
+        server = ray.remote(AsrServer).options(num_cpus=0).remote(AsrServerOptions(gather=0.3, pack_after=pack_after))
+        ray.get(server.ready.remote())
+        answers = ray.get([server.transcribe.remote(f"s{i}", a, None) for i, a in enumerate(lines)], timeout=120)
+        for key, answer in zip(KEYS, answers):
+            assert key in _words(answer.segment.text), (key, answer.segment.text)
+        stats = ray.get(server.stats.remote())
+        assert (stats["packed_calls"] > 0) == packed, (pack_after, stats)
+        ray.kill(server, no_restart=True)
 
 
 def test_a_streaming_transcriber_on_the_server_hears_what_it_hears_on_its_own_model(ray_local, lines):
