@@ -9,8 +9,9 @@
 # Options:
 #   --slots N        stream actors this node takes: its livecut_stream_slot resource (default 6)
 #   --cpus N         CPUs Ray may schedule here (default: detected). A live stream actor asks
-#                    0.25 CPU and uses about 0.33: give a node about 2.5 slots per core.
-#   --gpus N         GPUs Ray may schedule here (with `livecut up --actor-gpus F`)
+#                    0.25 CPU; with the node's ASR server a stream uses about 0.25 in all:
+#                    give a node about 3 slots per core.
+#   --gpus N         GPUs Ray may schedule here (with `livecut up --asr-gpus F` / `--actor-gpus F`)
 #   --ip ADDR        this node's address as the other nodes reach it (default: detected)
 #   --address H:P    (worker) the head's GCS address
 #   --port P         (head) GCS port (default 6379)

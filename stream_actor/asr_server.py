@@ -20,14 +20,16 @@ costs no more than the calls, and a loaded one fills every worker.
 * **Found by node.** The server of a node is a named, detached actor (``asr-<node>-<model>``)
   pinned to that node (``NodeAffinitySchedulingStrategy``, not soft); the first stream actor
   there creates it, the others get it by name. Ray restarts it if its process dies.
-* **Fair when overloaded.** A batch takes at most one call per stream (its oldest), streams
-  in the order they have waited, so no stream starves. Each stream actor makes one call at
-  a time (its ASR thread waits for the answer), so a slow server makes every stream's ASR
-  backlog grow alike, and each transcriber sheds in its documented order (fewer calls, no
-  agreement pass, audio dropped unheard: ``detectors.speech``). A call that has waited more
-  than ``max_wait`` seconds for a batch is answered ``None`` without being decoded
-  (``shed`` counts them; the answer says so): its stream hears nothing for that stretch rather than everyone
-  falling further behind.
+* **Load, in this order.** (1) While every worker is busy, calls queue, and the next batch
+  takes more of them. (2) A batch whose oldest call waited ``pack_after`` seconds is packed.
+  (3) Each stream actor makes one call at a time (its ASR thread waits for the answer), so a
+  slow server makes every stream's ASR backlog grow alike, and each transcriber sheds in its
+  own documented order (fewer calls, no agreement pass, audio dropped unheard:
+  ``detectors.speech``). (4) A call that has waited ``max_wait`` seconds is answered
+  undecoded (``Answer.shed``; ``stats()["shed"]`` counts them): its stream hears nothing for
+  that stretch rather than every stream falling further behind. Fair throughout: a batch
+  takes at most one call per stream (its oldest), streams in the order they have waited, so
+  no stream starves.
 * **Losing it costs seconds of transcript, never a clip.** The client retries a failed call
   (with the one backoff) while Ray restarts the server, for at most a few seconds, and then
   goes on without those words.
@@ -143,7 +145,7 @@ class AsrServer:
     # -- batching -------------------------------------------------------------------------
     def _take(self) -> list[_Call]:
         """The next batch: the oldest call of each stream, streams in the order they waited;
-        calls that waited past max_wait are answered "shed" instead."""
+        calls that waited past max_wait are answered undecoded instead."""
         now = time.monotonic()
         batch: list[_Call] = []
         for stream_id in list(self.queues):
