@@ -171,6 +171,18 @@ def load_whisper_model(opts: SpeechOptions | None = None, dirs: AssetDirs | None
         raise
 
 
+# How every live whisper call decodes (the node's ASR server implements exactly this):
+STREAM_DECODE = dict(
+    temperature=0,  # no fallback retries: they cost seconds on hard audio
+    beam_size=1,
+    word_timestamps=True,
+    condition_on_previous_text=False,
+    without_timestamps=True,  # the whole window as one segment (word times come from the
+    #                           alignment), so that one encoder pass suffices (StreamingTranscriber._call)
+    vad_filter=False,  # gated by our own VAD already
+)
+
+
 class HypWord(NamedTuple):
     """A hypothesis word in stream time, with its normalised text for comparisons."""
 
@@ -445,18 +457,7 @@ class StreamingTranscriber:
             prompt = before[-o.prompt_chars :].lstrip() or None
         self.chunks += 1
         self._last_call = end
-        segments, _info = self.model.transcribe(
-            audio,
-            language=o.language,
-            temperature=0,  # no fallback retries: they cost seconds on hard audio
-            beam_size=1,
-            word_timestamps=True,
-            condition_on_previous_text=False,
-            without_timestamps=True,  # the whole window as one segment (word times come from
-            #                           the alignment), so that one encoder pass suffices: see below
-            initial_prompt=prompt,
-            vad_filter=False,  # gated by our own VAD already
-        )
+        segments, _info = self.model.transcribe(audio, language=o.language, initial_prompt=prompt, **STREAM_DECODE)
         # Only the first window's segment: faster-whisper would then seek back to the last word's
         # end and encode the tail again (another full 30 s encoder pass, doubling the cost) for
         # audio the decoder has already seen and found no more words in.

@@ -113,6 +113,7 @@ class StreamActor:
         self.session_origin: tuple[float, float] | None = None  # (wall, stream time) at session start
         self.clock = StreamClock()
         self.pipeline: DetectorPipeline | None = None
+        self.asr: RemoteWhisper | None = None  # the node's ASR server, when whisper runs there
         self.chat: ChatFeed | None = None
         self._channel_url: str | None = channel.get("url")
         self.store: Store | None = None
@@ -161,7 +162,8 @@ class StreamActor:
         options = msgspec.structs.replace(self.config.asr, model=self.settings.speech.model)
         server = server_for(options, ray.get_runtime_context().get_node_id())
         await server.ready.remote()  # loads the model once per node; a bad model name fails here
-        return RemoteWhisper(server, self.channel_id, self.stop_event)
+        self.asr = RemoteWhisper(server, self.channel_id, self.stop_event)
+        return self.asr
 
     async def _recover(self) -> None:
         """What a previous process of this actor left: moments it detected but did not cut died
@@ -573,8 +575,6 @@ class StreamActor:
             through = max(min(self.pipeline.audio_through, self.pipeline.asr_through), self.session_origin[1])
             detector_lag = max(0.0, ring_end - through)
         cpu = self.process.cpu_times()
-        remote = getattr(self.pipeline.transcriber, "model", None) if self.pipeline and self.pipeline.transcriber else None
-        remote = remote if isinstance(remote, RemoteWhisper) else None
         return Health(
             seconds_buffered=round(self.ring.seconds_buffered, 3),
             ingest_lag=round(ingest_lag, 3),
@@ -587,8 +587,8 @@ class StreamActor:
             pid=self.process.pid,
             asr_shed_seconds=round(self.speech_q.shed_seconds, 3),
             commits_pending=len(self.journal),
-            **({} if remote is None else dict(
-                asr_call_seconds=round(remote.last_call_seconds, 3), asr_server_queue=remote.server_waiting,
-                asr_calls_shed=remote.shed_calls, asr_calls_failed=remote.failed_calls,
+            **({} if self.asr is None else dict(
+                asr_call_seconds=round(self.asr.last_call_seconds, 3), asr_server_queue=self.asr.server_waiting,
+                asr_calls_shed=self.asr.shed_calls, asr_calls_failed=self.asr.failed_calls,
             )),
         )

@@ -14,15 +14,13 @@ import time
 
 import ray
 
+from detectors.speech import STREAM_DECODE
 from records.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 RETRY_FOR = 8.0  # seconds a call is retried while Ray restarts the server (then: no words)
 CALL_TIMEOUT = 60.0  # a batch never takes this long; past it the server is taken as lost
-# What the transcriber asks of every call; the server does exactly this (whisper_batch).
-FIXED = {"temperature": 0, "beam_size": 1, "word_timestamps": True, "condition_on_previous_text": False,
-         "without_timestamps": True, "vad_filter": False}  # fmt: skip
 
 
 def server_for(options, node_id: str):
@@ -62,7 +60,7 @@ class RemoteWhisper:
         self.server_waiting = 0  # calls queued at the server (all streams) as of the last answer
 
     def transcribe(self, audio, *, language: str = "en", initial_prompt: str | None = None, **kwargs):
-        unexpected = {k: v for k, v in kwargs.items() if FIXED.get(k, object()) != v}
+        unexpected = {k: v for k, v in kwargs.items() if STREAM_DECODE.get(k, object()) != v}
         if unexpected:
             raise ValueError(f"the ASR server does not implement {unexpected}")
         started = time.monotonic()

@@ -13,7 +13,7 @@ import pytest
 import ray
 
 import media
-from detectors.speech import SpeechOptions, StreamingTranscriber, keep_segment
+from detectors.speech import STREAM_DECODE, SpeechOptions, StreamingTranscriber, keep_segment
 from detectors.whisper_batch import GAP, WINDOW, Job, pack_jobs, prompt_groups, transcribe_batch, transcribe_packed
 from stream_actor.asr_client import RemoteWhisper, server_for
 from stream_actor.asr_server import ASR_SERVER_PREFIX, AsrServer, AsrServerOptions
@@ -28,10 +28,6 @@ LINES = [
 ]
 KEYS = ["welcome", "insane", "library", "triple"]  # one word each line alone has
 PROMPTS = [None, "we talked about the weather.", "and then the second round started and the crowd was loud", "ok"]
-DECODE = dict(temperature=0, beam_size=1, word_timestamps=True, condition_on_previous_text=False,
-              without_timestamps=True, vad_filter=False)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def lines(espeak, ffmpeg) -> list[np.ndarray]:
     pause = np.zeros(RATE // 2, np.float32)
@@ -72,7 +68,7 @@ def test_a_batch_gives_what_one_call_per_job_gives(lines):
     model = media.whisper_model()
     batched = transcribe_batch(model, [Job(a, p) for a, p in zip(lines, PROMPTS)])
     for audio, prompt, got in zip(lines, PROMPTS, batched):
-        segments, _ = model.transcribe(audio, language="en", initial_prompt=prompt, **DECODE)
+        segments, _ = model.transcribe(audio, language="en", initial_prompt=prompt, **STREAM_DECODE)
         want = next(iter(segments))
         assert got.text == want.text
         assert got.avg_logprob == pytest.approx(want.avg_logprob, abs=1e-4)
@@ -185,7 +181,7 @@ def test_a_killed_server_is_restarted_and_the_client_gets_its_answer(ray_local, 
     answers = []
 
     def call():
-        segments, _ = client.transcribe(lines[3], language="en", initial_prompt=None, **DECODE)
+        segments, _ = client.transcribe(lines[3], language="en", initial_prompt=None, **STREAM_DECODE)
         answers.append(list(segments))
 
     os.kill(pid, signal.SIGKILL)
