@@ -47,6 +47,9 @@ from stream_actor.settings import channel_settings
 from stream_actor.sources import source_for
 
 if TYPE_CHECKING:
+    from gateway.rtmp.server import PublishSink
+    from stream_actor.whip.options import WhipOptions
+    from stream_actor.whip.sessions import Answer, WhipSessions
     from detectors.hud import HudDetector  # OpenCV: imported only by channels with a game profile
 
 log = logging.getLogger(__name__)
@@ -115,6 +118,7 @@ class StreamActor:
         self.pipeline: DetectorPipeline | None = None
         self.asr: RemoteWhisper | None = None  # the node's ASR server, when whisper runs there
         self.chat: ChatFeed | None = None
+        self.whip: WhipSessions | None = None  # created by the first WHIP offer
         self._channel_url: str | None = channel.get("url")
         self.store: Store | None = None
         self.process = psutil.Process()
@@ -211,6 +215,33 @@ class StreamActor:
         ticket = getattr(self.source, "ingest_ticket", None)
         return None if ticket is None else ticket()
 
+    async def whip_ready(self) -> bool:
+        """Can this actor take a WHIP session (a push channel, started)?"""
+        return bool(self._tasks) and hasattr(self.source, "ingest_ticket") and not self.stop_event.is_set()
+
+    async def whip_start(self, offer: str, kinds: list[str], ffmpeg: bool, options: WhipOptions) -> Answer:
+        """Answer a WHIP offer the gateway authenticated: the peer connection and the
+        re-encode run here, into this actor's own FLV ingest."""
+        from stream_actor.whip.sessions import Answer, WhipSessions  # aiortc only once a WHIP publisher comes
+
+        if not await self.whip_ready():
+            return Answer(status=503, message="the channel is not taking publishes")
+        if self.whip is None:
+            self.whip = WhipSessions(self._own_ingest, label=self.channel_id)
+        return await self.whip.start(offer, kinds, ffmpeg, options)
+
+    async def whip_end(self, session_id: str, reason: str) -> None:
+        if self.whip is not None:
+            await self.whip.end(session_id, reason)
+
+    async def whip_wait(self, session_id: str) -> str:
+        return await self.whip.wait(session_id) if self.whip is not None else "no such session"
+
+    async def _own_ingest(self) -> PublishSink:
+        from gateway.rtmp.forward import open_tcp_sink
+
+        return await open_tcp_sink(*self.source.ingest_ticket())
+
     async def health(self) -> dict:
         status, reason = self._shown_status()
         return {"status": status, "status_reason": reason, **msgspec.to_builtins(self._health())}
@@ -227,6 +258,8 @@ class StreamActor:
         finish_by = time.monotonic() + opts.post_roll + opts.transcript_wait + FINISH_MARGIN
         while self.pending and self.status == "live" and time.monotonic() < finish_by:
             await asyncio.sleep(0.1)
+        if self.whip is not None:
+            await self.whip.close("the channel's stream actor is stopping")
         self.stop_event.set()
         self.source.close()
         if self.chat is not None:

@@ -6,6 +6,8 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from aiortc.contrib.media import MediaPlayer
 
 from bench.broadcast import make_broadcast
 from bench.stack import ClipSubscriber
+from stream_actor.whip.media import ENCODER_THREAD
 
 pytestmark = pytest.mark.e2e
 
@@ -79,10 +82,32 @@ def _assert_one_clip_per_moment(clips: list[dict], truth) -> None:
         assert len([c for c in clips if c["stream_start"] <= moment.t <= c["stream_end"]]) == 1, (moment, clips)
 
 
+def _pids_with_thread(name: str) -> set[int]:
+    """The processes that have a thread of this OS name."""
+    pids = set()
+    for comm in Path("/proc").glob("[0-9]*/task/*/comm"):
+        try:
+            if comm.read_text().strip() == name:
+                pids.add(int(comm.parts[2]))
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+async def _encoder_pids(timeout: float = 15.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while not (pids := _pids_with_thread(ENCODER_THREAD)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    return pids
+
+
 def test_aiortc_publisher_over_whip_gives_a_clip_per_moment(livecut_stack, broadcast):
+    """Also: the session's decode and encode run in the channel's stream actor, the process
+    that holds its stream slot, not in ``livecut up`` (the API and edge process)."""
     stack, (media, truth) = livecut_stack, broadcast
     channel = _push_channel(stack, "whip aiortc")
     subscriber = ClipSubscriber(stack.base_url, stack.api_key, channel["id"])
+    encoders: set[int] = set()
 
     async def publish() -> str:
         player = MediaPlayer(str(media))  # paces the file to real time
@@ -99,6 +124,7 @@ def test_aiortc_publisher_over_whip_gives_a_clip_per_moment(livecut_stack, broad
             )
             assert answer.status_code == 201, answer.text
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
+            encoders.update(await _encoder_pids())
             await asyncio.wait_for(ended.wait(), truth.duration + 30)
             deleted = await http.delete(f"{stack.base_url}{answer.headers['Location']}",
                                         headers={"Authorization": f"Bearer {channel['ingest']['stream_key']}"})
@@ -107,6 +133,9 @@ def test_aiortc_publisher_over_whip_gives_a_clip_per_moment(livecut_stack, broad
 
     try:
         assert asyncio.run(publish()) in (200, 204)
+        actor_pid = stack.api("GET", f"/api/channels/{channel['id']}").json()["health"]["pid"]
+        assert encoders == {actor_pid}, (encoders, actor_pid)
+        assert stack.process.pid not in encoders
         _assert_one_clip_per_moment(subscriber.wait_for(len(truth.moments) + 1, timeout=15), truth)
         stack.wait_channel(channel["id"], lambda c: c["status"] == "offline", timeout=30)
     finally:

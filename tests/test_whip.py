@@ -27,8 +27,9 @@ from fastapi import FastAPI
 
 from gateway import errors
 from gateway.whip import WhipIngest, WhipOptions, WhipRefused
-from gateway.whip.sdp import check_offer, is_ffmpeg_offer, rewrite_answer
-from gateway.whip.media import FlvMuxer, MediaPipeline, avc_config, output_size, split_annexb
+from stream_actor.whip.media import FlvMuxer, MediaPipeline, avc_config, output_size, split_annexb
+from stream_actor.whip.sdp import check_offer, is_ffmpeg_offer, rewrite_answer
+from stream_actor.whip.sessions import WhipSessions
 from conftest import free_port
 
 CHANNEL = "chan-1"
@@ -58,20 +59,33 @@ class CollectingSink:
         self.closed.set()
 
 
+class LocalHost(WhipSessions):
+    """The sessions run in the test's process (in livecut: in the channel's stream actor)."""
+
+    released = 0
+
+    def release(self) -> None:
+        self.released += 1
+
+
 class Server:
     def __init__(self, options: WhipOptions = OPTIONS) -> None:
         self.sinks: list[CollectingSink] = []
         self.opened_at: list[float] = []
-        self.ingest = WhipIngest(self.open_sink, options)
+        self.host = LocalHost(self.open_sink, label=CHANNEL)
+        self.ingest = WhipIngest(self.open_host, options)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.url = f"{self.base}/whip/{CHANNEL}"
 
-    async def open_sink(self, channel_id: str, key: str) -> CollectingSink | None:
+    async def open_host(self, channel_id: str, key: str) -> LocalHost | None:
         if channel_id != CHANNEL:
             raise WhipRefused(404, "not_found", "no such channel")
         if key != KEY:
             return None
+        return self.host
+
+    async def open_sink(self) -> CollectingSink:
         self.opened_at.append(time.monotonic())
         sink = CollectingSink()
         self.sinks.append(sink)
@@ -258,7 +272,7 @@ async def test_offer_checks_and_answer_rewrite():
 def test_ffmpeg_workarounds_fail_loudly_without_the_aiortc_internals_they_use(monkeypatch):
     from aioice.ice import Connection
 
-    from gateway.whip import ffmpeg_compat
+    from stream_actor.whip import ffmpeg_compat
 
     ffmpeg_compat.check_hooks()  # the pinned aiortc/aioice have them
     WhipIngest(lambda channel, key: None)
@@ -404,7 +418,8 @@ async def test_aiortc_publish_delete_and_conflict():
                 r = await http.delete(location, headers={"Authorization": f"Bearer {KEY}"})
                 assert r.status_code == 200
             assert sink.closed.is_set(), "DELETE returns once the sink is closed"
-            assert srv.ingest.sessions == {}
+            assert srv.ingest.sessions == {} and srv.host.sessions == {}
+            assert srv.host.released == 1, "the channel is free for its next publisher"
         finally:
             await pc.close()
     flv = inspect_flv(sink.data)

@@ -1,14 +1,8 @@
-"""WHIP ingest (RFC 9725): WebRTC publishers (OBS 30+, FFmpeg 8+, browsers) feeding the same
-FLV pipeline as RTMP.
+"""WHIP ingest (RFC 9725), the HTTP side: ``endpoint.WhipIngest`` authenticates each offer,
+admits one publisher per channel, and hands the offer to the channel's session host (its
+stream actor, ``stream_actor.whip``), where the media runs."""
+from stream_actor.whip.options import WhipOptions
 
-- ``endpoint``: the HTTP resource (``WhipIngest``: routes, admission, the sessions it holds);
-- ``session``: one publisher's peer connection, media pipeline and sink, and how it ends;
-- ``sdp``: which offers can be answered, and the answer's candidate order;
-- ``ffmpeg_compat``: the workarounds FFmpeg's WHIP muxer needs (aiortc internals, checked at start);
-- ``media``: ``MediaPipeline`` re-encodes received tracks into FLV for a ``PublishSink``;
-- ``options``: ``WhipOptions``.
-"""
-from .endpoint import OpenChannelSink, WhipIngest, WhipRefused
-from .options import WhipOptions
+from .endpoint import OpenChannelHost, WhipHost, WhipIngest, WhipRefused
 
-__all__ = ["OpenChannelSink", "WhipIngest", "WhipOptions", "WhipRefused"]
+__all__ = ["OpenChannelHost", "WhipHost", "WhipIngest", "WhipOptions", "WhipRefused"]

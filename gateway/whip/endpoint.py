@@ -11,14 +11,11 @@ OBS 30+: Settings -> Stream -> Service "WHIP", Server ``http://HOST:8000/whip/CH
 Bearer Token = the channel's stream key.  FFmpeg 8+: ``-f whip -authorization KEY
 http://HOST:8000/whip/CHANNEL_ID``.
 
-Each accepted offer gets an aiortc peer connection (we answer, receive only, ICE
-controlled, DTLS client) and a ``media.MediaPipeline`` that re-encodes what arrives into
-the FLV stream the channel's ``PublishSink`` expects; see ``media`` for the media path.  A
-session ends on DELETE, on ICE/DTLS failure or close, when the publisher's tracks end, when
-no media arrives for ``idle_timeout`` (or none within ``connect_timeout`` of the POST), on a
-sink or encoder error, and on ``WhipIngest.close()``.  Its sink is closed exactly once.
-
-The workarounds FFmpeg's WHIP muxer needs are in ``ffmpeg_compat``.
+Each accepted offer goes to the channel's ``WhipHost`` (its stream actor in livecut), which
+answers it and runs the peer connection (aiortc: receive only, ICE controlled, DTLS client)
+and the re-encode to FLV there (``stream_actor.whip``): the media never passes through this
+process. The endpoint keeps the session's URL, key and host, and forgets the session when
+the host reports it ended (or the host is gone).
 
 Not supported: trickle ICE and ICE restarts (PATCH -> 405), a UDP port range (aioice binds
 an ephemeral port per interface and aiortc has no setting for it), CORS.
@@ -30,27 +27,53 @@ import contextlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.errors import error_response
-from gateway.rtmp.server import PublishSink
 from records.redact import redact_key
+from stream_actor.whip import ffmpeg_compat
+from stream_actor.whip.options import WhipOptions
+from stream_actor.whip.sdp import BadOffer, check_offer, is_ffmpeg_offer
+from stream_actor.whip.sessions import Answer
 
-from . import ffmpeg_compat
-from .options import WhipOptions
-from .sdp import BadOffer, check_offer, is_ffmpeg_offer
-from .session import WhipSession
-
-__all__ = ["OpenChannelSink", "WhipIngest", "WhipOptions", "WhipRefused"]
+__all__ = ["OpenChannelHost", "WhipHost", "WhipIngest", "WhipOptions", "WhipRefused"]
 
 log = logging.getLogger(__name__)
 
-OpenChannelSink = Callable[[str, str], Awaitable["PublishSink | None"]]
-"""``(channel_id, stream key) -> sink``; None refuses (401), or raise ``WhipRefused``."""
-
 SDP = "application/sdp"
+END_TIMEOUT = 30.0  # a host's end() closes the peer connection, the pipeline and the sink
+
+
+class WhipHost(Protocol):
+    """Where one channel's sessions run (``stream_actor.whip.WhipSessions``, or a stream
+    actor reached over Ray)."""
+
+    async def start(self, offer: str, kinds: list[str], ffmpeg: bool, options: WhipOptions) -> Answer: ...
+
+    async def end(self, session_id: str, reason: str) -> None: ...
+
+    async def wait(self, session_id: str) -> str:  # why it ended, once it has
+        ...
+
+    def release(self) -> None:  # the channel is free for its next publisher
+        ...
+
+
+OpenChannelHost = Callable[[str, str], Awaitable["WhipHost | None"]]
+"""``(channel_id, stream key) -> host``; None refuses (401), or raise ``WhipRefused``."""
+
+
+@dataclass(eq=False)
+class _Session:
+    id: str
+    channel_id: str
+    key: str
+    host: WhipHost
+    watcher: asyncio.Task | None = field(default=None, repr=False)
 
 
 class WhipRefused(Exception):
@@ -83,12 +106,12 @@ class WhipIngest:
     """The WHIP endpoint.  ``router`` goes into the gateway app; ``close()`` ends every
     session (and closes its sink)."""
 
-    def __init__(self, open_sink: OpenChannelSink, options: WhipOptions | None = None) -> None:
-        self.open_sink = open_sink
+    def __init__(self, open_host: OpenChannelHost, options: WhipOptions | None = None) -> None:
+        self.open_host = open_host
         self.options = options or WhipOptions()
         if self.options.ffmpeg_compat:
-            ffmpeg_compat.check_hooks()
-        self.sessions: dict[str, WhipSession] = {}
+            ffmpeg_compat.check_hooks()  # fail at start, not at the first FFmpeg publisher
+        self.sessions: dict[str, _Session] = {}
         self._busy: set[str] = set()  # channels with a session, or a POST in progress
         self._closed = False
         self.router = APIRouter()
@@ -102,14 +125,35 @@ class WhipIngest:
     async def close(self) -> None:
         """Refuse new sessions and end the live ones (their sinks closed)."""
         self._closed = True
-        ending = [s.end("server stopping") for s in list(self.sessions.values())]
-        if ending:
-            await asyncio.gather(*ending, return_exceptions=True)
+        live = list(self.sessions.values())
+        if live:
+            await asyncio.gather(*(self._end(s, "server stopping") for s in live), return_exceptions=True)
 
-    def _forget(self, session: WhipSession) -> None:
+    async def _end(self, session: _Session, reason: str) -> None:
+        try:
+            async with asyncio.timeout(END_TIMEOUT):
+                await session.host.end(session.id, reason)
+        except Exception as e:
+            log.warning("whip %s: ending session %s: %s", session.channel_id, session.id[:6], type(e).__name__)
+        self._forget(session)
+
+    def _forget(self, session: _Session) -> None:
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
             self._busy.discard(session.channel_id)
+            session.host.release()
+            if session.watcher is not None and session.watcher is not asyncio.current_task():
+                session.watcher.cancel()
+
+    async def _watch(self, session: _Session) -> None:
+        try:
+            reason = await session.host.wait(session.id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the host is gone (its actor died): so is the session
+            reason = f"its host is gone ({type(e).__name__})"
+        log.info("whip %s: session %s ended: %s", session.channel_id, session.id[:6], reason)
+        self._forget(session)
 
     # ------------------------------------------------------------ routes
 
@@ -127,7 +171,7 @@ class WhipIngest:
         key = _bearer(request)
         if key is None or not hmac.compare_digest(key.encode(), session.key.encode()):
             return _unauthorized("missing or wrong bearer token")
-        await session.end("deleted by the publisher")
+        await self._end(session, "deleted by the publisher")
         return Response(status_code=200)
 
     async def _post(self, channel_id: str, request: Request) -> Response:
@@ -157,40 +201,42 @@ class WhipIngest:
             return error_response(503, "unavailable", "too many WHIP sessions")
 
         self._busy.add(channel_id)  # before any await: two racing POSTs cannot both pass
-        session: WhipSession | None = None
-        sink: PublishSink | None = None
+        host: WhipHost | None = None
+        session: _Session | None = None
         try:
             try:
-                sink = await self.open_sink(channel_id, key)
+                host = await self.open_host(channel_id, key)
             except WhipRefused as e:
                 return error_response(e.status, e.code, e.message, e.headers)
             except Exception:
-                log.exception("whip: opening the sink of channel %s failed", channel_id)
+                log.exception("whip: finding the session host of channel %s failed", channel_id)
                 return error_response(503, "unavailable", "the channel cannot take a publish now")
-            if sink is None:
+            if host is None:
                 log.info("whip: refused a publish to %s with key %s", channel_id, redact_key(key))
                 return _unauthorized("unknown channel or wrong stream key")
-            session = WhipSession(self.options, channel_id, key, sink, is_ffmpeg_offer(offer), self._forget)
             try:
-                answer = await session.negotiate(offer, kinds)
-            except BadOffer as e:
-                return error_response(400, "invalid_request", str(e))
-            if self._closed:
-                return error_response(503, "unavailable", "the WHIP ingest is shutting down")
-            if session.ending:
-                return error_response(503, "unavailable", f"the session failed at once: {session.reason}")
+                answer = await host.start(offer, kinds, is_ffmpeg_offer(offer), self.options)
+            except Exception as e:
+                log.warning("whip %s: the session host failed: %s", channel_id, e)
+                return error_response(503, "unavailable", "the channel cannot take a publish now")
+            if answer.status == 400:
+                return error_response(400, "invalid_request", answer.message)
+            if answer.status != 201:
+                return error_response(503, "unavailable", answer.message)
+            session = _Session(answer.session_id, channel_id, key, host)
             self.sessions[session.id] = session
-            log.info("whip %s: session started (%s, key %s)%s", session.label,
-                     "+".join(sorted(kinds)), redact_key(key), " [FFmpeg compat]" if session.ffmpeg else "")
+            if self._closed:
+                await self._end(session, "server stopping")
+                return error_response(503, "unavailable", "the WHIP ingest is shutting down")
+            session.watcher = asyncio.get_running_loop().create_task(self._watch(session))
+            log.info("whip %s/%s: session started (%s, key %s)%s", channel_id, session.id[:6],
+                     "+".join(sorted(kinds)), redact_key(key), " [FFmpeg compat]" if is_ffmpeg_offer(offer) else "")
             location = request.url.path.rstrip("/") + "/" + session.id
-            return Response(answer, status_code=201, media_type=SDP,
+            return Response(answer.sdp, status_code=201, media_type=SDP,
                             headers={"Location": location, "ETag": f'"{session.id}"'})
         finally:
-            if session is None or self.sessions.get(session.id) is not session:
-                # Not started: undo everything (the session's end closes pc, pipeline, sink).
-                if session is not None:
-                    await session.end("refused")
-                elif sink is not None:
-                    with contextlib.suppress(Exception):
-                        await sink.close()
+            if session is None:  # not started: the channel is free again
                 self._busy.discard(channel_id)
+                if host is not None:
+                    with contextlib.suppress(Exception):
+                        host.release()

@@ -26,18 +26,16 @@ PC_CLOSE_TIMEOUT = 10.0
 
 class WhipSession:
     """One publisher: its peer connection, media pipeline and sink, and how it ends (see the
-    endpoint's docstring). ``on_end`` is called once everything is closed."""
+    package docstring). ``on_end`` is called once everything is closed."""
 
-    def __init__(self, options: WhipOptions, channel_id: str, key: str, sink: PublishSink, ffmpeg: bool,
+    def __init__(self, options: WhipOptions, label: str, sink: PublishSink, ffmpeg: bool,
                  on_end: Callable[[WhipSession], None]) -> None:
         self.options = options
         self.on_end = on_end
-        self.channel_id = channel_id
         self.id = secrets.token_urlsafe(16)
-        self.key = key
         self.sink = sink
         self.ffmpeg = ffmpeg
-        self.label = f"{channel_id}/{self.id[:6]}"
+        self.label = f"{label}/{self.id[:6]}"
         servers = [RTCIceServer(urls=u) for u in self.options.ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self.pipeline: MediaPipeline | None = None
