@@ -217,16 +217,28 @@ def whole_file(model, audio: np.ndarray, language: str = "en", greedy: bool = Fa
     return " ".join(s.text.strip() for s in segments)
 
 
-def streaming(transcriber, audio: np.ndarray, chunk: float = 0.1, behind=None) -> tuple[list, list[float], float]:
-    """Feed ``audio`` in ``chunk``-second pushes: (words, commit latencies, CPU seconds)."""
+def streaming(transcriber, audio: np.ndarray, chunk: float = 0.1, behind=None, real_time: bool = False,
+              delay: float = 0.0) -> tuple[list, list[float], float]:  # fmt: skip
+    """Feed ``audio`` in ``chunk``-second pushes: (words, commit latencies, CPU seconds of
+    the process while pushing; meaningless with other streams running). As fast as it goes, reporting ``behind(seconds fed)`` as the backlog; or,
+    with ``real_time``, at the wall clock's pace after ``delay`` seconds, reporting the
+    backlog measured."""
+    time.sleep(delay)
     step = int(chunk * RATE)
     words, latency = [], []
     cpu = 0.0
+    started_at = time.monotonic()
     for i in range(0, len(audio), step):
         piece = audio[i : i + step]
         fed = (i + len(piece)) / RATE
+        if real_time:
+            if (wait := fed - (time.monotonic() - started_at)) > 0:
+                time.sleep(wait)
+            late = {"behind": max(0.0, (time.monotonic() - started_at) - fed)}
+        else:
+            late = {} if behind is None else {"behind": behind(fed)}
         started = time.process_time()
-        new = transcriber.push(i / RATE, piece, **({} if behind is None else {"behind": behind(fed)}))
+        new = transcriber.push(i / RATE, piece, **late)
         cpu += time.process_time() - started
         words += new
         latency += [fed - w.end for w in new]
@@ -236,25 +248,6 @@ def streaming(transcriber, audio: np.ndarray, chunk: float = 0.1, behind=None) -
     words += tail
     latency += [len(audio) / RATE - w.end for w in tail]
     return words, latency, cpu
-
-
-def _stream_in_real_time(transcriber, audio: np.ndarray, delay: float, chunk: float = 0.1) -> tuple[list, list[float]]:
-    """Push ``audio`` at the wall clock's pace after ``delay`` seconds: (words, commit latencies)."""
-    time.sleep(delay)
-    step = int(chunk * RATE)
-    started = time.monotonic()
-    words, latency = [], []
-    for i in range(0, len(audio), step):
-        piece = audio[i : i + step]
-        fed = (i + len(piece)) / RATE
-        wait = fed - (time.monotonic() - started)
-        if wait > 0:
-            time.sleep(wait)
-        new = transcriber.push(i / RATE, piece, behind=max(0.0, (time.monotonic() - started) - fed))
-        words += new
-        latency += [fed - w.end for w in new]
-    tail = transcriber.flush()
-    return words + tail, latency + [len(audio) / RATE - w.end for w in tail]
 
 
 def compare_designs(audio: np.ndarray, script, whole: str, opts, n: int, asr_threads: int, asr_workers: int,
@@ -272,7 +265,8 @@ def compare_designs(audio: np.ndarray, script, whole: str, opts, n: int, asr_thr
     def run(models) -> list[tuple[list, list[float]]]:
         results: list = [None] * n
         threads = [threading.Thread(target=lambda i=i: results.__setitem__(
-            i, _stream_in_real_time(StreamingTranscriber(models[i], opts), audio, i * stagger))) for i in range(n)]
+            i, streaming(StreamingTranscriber(models[i], opts), audio, real_time=True, delay=i * stagger)[:2]))
+            for i in range(n)]
         for t in threads:
             t.start()
         for t in threads:

@@ -33,6 +33,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _PortTaken(Exception):
+    pass
+
+
 class LivecutProcess:
     def __init__(
         self,
@@ -73,9 +77,24 @@ class LivecutProcess:
     def rtmp_url(self, stream_key: str) -> str:
         return f"rtmp://127.0.0.1:{self.rtmp_port}/live/{stream_key}"
 
-    def start(self, timeout: float = 180.0) -> "LivecutProcess":
+    def start(self, timeout: float = 180.0, port_retries: int = 3) -> "LivecutProcess":
+        """Start and wait for /healthz. ``free_port`` can only pick ports that were free a
+        moment ago: when another process takes one first, start again on fresh ports."""
+        for attempt in range(port_retries + 1):
+            try:
+                return self._start_once(timeout)
+            except _PortTaken:
+                if attempt == port_retries:
+                    raise
+                self.port, self.rtmp_port = free_port(), free_port()
+                self.args[self.args.index("--port") + 1] = str(self.port)
+                self.args[self.args.index("--rtmp-port") + 1] = str(self.rtmp_port)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> "LivecutProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        log_from = log.tell()
         self.process = subprocess.Popen(
             self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # so stop() can also reap anything left in its group
@@ -83,6 +102,8 @@ class LivecutProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "address already in use" in self._log_since(log_from).lower():
+                    raise _PortTaken()
                 raise RuntimeError(f"livecut up exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
@@ -91,6 +112,11 @@ class LivecutProcess:
                 pass
             time.sleep(0.5)
         raise TimeoutError(f"livecut up did not become healthy in {timeout}s:\n{self.log_tail()}")
+
+    def _log_since(self, offset: int) -> str:
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
 
     def stop(self, timeout: float = 90.0) -> int:
         """SIGINT like Ctrl-C, then wait; kill the group only if it hangs."""
