@@ -16,7 +16,7 @@ from records.store import Store
 
 
 class NoCluster:
-    """Channel and VOD control with no cluster behind it: changes are stored, nothing runs."""
+    """Channel, VOD and export control with no cluster behind it: changes are stored, nothing runs."""
 
     def __init__(self) -> None:
         self.pokes = 0
@@ -46,7 +46,8 @@ def serve_gateway(settings: Settings, dsn: str, redis_url: str, *, vods: bool = 
         await store.migrate()
         redis = aioredis.from_url(redis_url)
         control = NoCluster()
-        app = create_app(settings, store, redis, control, vods=control if vods else None)
+        app = create_app(settings, store, redis, control, vods=control if vods else None,
+                         exports=control if vods else None)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
         holder["server"] = server
         task = asyncio.create_task(server.serve())

@@ -626,7 +626,12 @@ class StreamingTranscriber:
             self._probs_first += drop
 
 
-def transcript_between(words: list[Word], start: float, end: float) -> str:
-    """The text of the words overlapping [start, end], in order."""
+def words_between(words: list[Word], start: float, end: float) -> list[Word]:
+    """The words overlapping [start, end], in order, timed from ``start`` (a clip's words:
+    times clamped to the clip, rounded to milliseconds)."""
     picked = sorted((w for w in words if w.end > start and w.start < end), key=lambda w: w.start)
-    return " ".join(w.text for w in picked)
+    span = end - start
+    return [
+        Word(round(max(0.0, w.start - start), 3), round(min(span, w.end - start), 3), w.text, round(w.probability, 3))
+        for w in picked
+    ]

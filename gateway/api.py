@@ -18,11 +18,12 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway.auth import require, require_media
 from gateway.errors import ApiError, error_body, invalid, not_found
 from gateway.openapi import channel_create_schema
+from records.captions import cues, srt, vtt
 from records.clip_removal import remove_clips
 from records.settings import Settings
 from records.store import Store, channel_view, iso
 from records.url_policy import UnsafeUrl, UrlPolicy
-from records.wire import ChannelCreate
+from records.wire import CaptionCue, ChannelCreate, ClipTranscript
 from records.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,15 @@ def _media(path: str, media_type: str, what: str, clip_id: str) -> Response:
     )
 
 
+def _search_cursor(value: str) -> tuple[float, str]:
+    """A search page's cursor: ``<rank>:<last clip id>``."""
+    rank, _, clip_id = value.partition(":")
+    try:
+        return float(rank), clip_id
+    except ValueError:
+        raise invalid("before: not a cursor this search gave") from None
+
+
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=dt.timezone.utc)
@@ -280,12 +290,21 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         until: dt.datetime | None = None,
         limit: int = Query(50, ge=1, le=200),
         before: str | None = Query(None, min_length=1, max_length=100),
+        q: str | None = Query(None, min_length=1, max_length=200, description="search the transcripts"),
     ) -> Response:
-        clips = await store.list_clips(
-            channel_id=channel_id, vod_id=vod_id, since=_utc(since), until=_utc(until), before=before, limit=limit + 1
-        )
-        page = clips[:limit]
-        next_cursor = page[-1].id if len(clips) > limit else None
+        """Newest first; with ``q``, the clips whose transcript matches, best match first
+        (web-search syntax: words, "a phrase", -word, or). ``next`` is the cursor for
+        ``before``."""
+        filters = {"channel_id": channel_id, "vod_id": vod_id, "since": _utc(since), "until": _utc(until)}
+        if q is None:
+            clips = await store.list_clips(**filters, before=before, limit=limit + 1)
+            page = clips[:limit]
+            next_cursor = page[-1].id if len(clips) > limit else None
+        else:
+            after = _search_cursor(before) if before is not None else None
+            ranked = await store.search_clips(q, **filters, after=after, limit=limit + 1)
+            page = [clip for clip, _ in ranked[:limit]]
+            next_cursor = f"{ranked[limit - 1][1]!r}:{page[-1].id}" if len(ranked) > limit else None
         return MsgspecResponse({"items": [shown_clip(request, c) for c in page], "next": next_cursor})
 
     async def clip_or_404(clip_id: str):
@@ -313,7 +332,30 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         clip = await clip_or_404(clip_id)
         return _media(clip.thumbnail_path, "image/jpeg", "thumbnail", clip_id)
 
-    for path, endpoint in (("/clips/{clip_id}/video", clip_video), ("/clips/{clip_id}/thumbnail", clip_thumbnail)):
+    async def clip_transcript(clip_id: str, form: str) -> Response:
+        clip = await clip_or_404(clip_id)
+        cue_list = cues(clip.words)
+        if form == "vtt":
+            return Response(vtt(cue_list), media_type="text/vtt; charset=utf-8")
+        if form == "srt":
+            return Response(srt(cue_list), media_type="application/x-subrip; charset=utf-8")
+        return MsgspecResponse(ClipTranscript(
+            clip.id, clip.transcript, clip.words, [CaptionCue(c.start, c.end, c.text) for c in cue_list]
+        ))  # fmt: skip
+
+    def transcript_route(form: str):
+        async def route(clip_id: str) -> Response:
+            return await clip_transcript(clip_id, form)
+
+        route.__name__ = f"clip_transcript_{form}"
+        return route
+
+    media = [
+        ("/clips/{clip_id}/video", clip_video),
+        ("/clips/{clip_id}/thumbnail", clip_thumbnail),
+        *((f"/clips/{{clip_id}}/transcript.{form}", transcript_route(form)) for form in ("json", "srt", "vtt")),
+    ]
+    for path, endpoint in media:
         router.add_api_route(path, endpoint, methods=["GET"], dependencies=media_auth)
         router.add_api_route(path, endpoint, methods=["HEAD"], dependencies=media_auth, include_in_schema=False)
 

@@ -26,7 +26,9 @@ from gateway.rate_limit import RateLimiter, RateLimits
 from gateway.signing import UrlSigner, load_secret
 from gateway.feed import Feed
 from gateway.uploads import Uploads
+from gateway.exports import ExportControl, build_export_router
 from gateway.vods import VodControl, build_vod_router
+from gateway.webhooks import build_webhook_router
 from records.key_store import KeyStore
 from records.settings import Settings
 from records.store import Store
@@ -51,9 +53,11 @@ def create_app(
     whip: "WhipIngest | None" = None,
     vods: "VodControl | None" = None,
     uploads: Uploads | None = None,
+    exports: "ExportControl | None" = None,
 ) -> ASGIApp:
     """``whip``, when given, mounts the WHIP ingest (``POST /whip/{channel_id}``); its
-    sessions end when the app shuts down. ``vods`` (the VOD scheduler) mounts ``/api/vods``."""
+    sessions end when the app shuts down. ``vods`` (the VOD scheduler) mounts ``/api/vods``;
+    ``exports`` (the export scheduler) mounts ``/api/clips/{clip_id}/exports``."""
     auth = Authenticator(settings.api_key, KeyStore(store.pool))
     signer = UrlSigner(
         settings.signing_key.encode("utf-8") or load_secret(settings.data_dir), settings.media_url_ttl
@@ -96,8 +100,11 @@ def create_app(
     api.include_router(build_router(settings, store, control))
     api.include_router(uploads.router)
     api.include_router(build_key_router(store))
+    api.include_router(build_webhook_router(settings, store))
     if vods is not None:
         api.include_router(build_vod_router(settings, store, vods, uploads))
+    if exports is not None:
+        api.include_router(build_export_router(store, exports))
     if whip is not None:
         api.include_router(whip.router)
 

@@ -1,7 +1,8 @@
 """Socket.IO feed: authenticated subscribers, one Redis relay task, gapless resume.
 
 Each channel's notifications arrive on the Redis stream ``clip_stream_key(channel_id)``, and a
-VOD job's (its ``clip`` events and its ``vod`` job events) on ``vod_stream_key(vod_id)``
+VOD job's (its ``clip`` events and its ``vod`` job events) on ``vod_stream_key(vod_id)``; the
+``export`` events of a clip's exports go to its channel's or job's
 (the outbox relay XADDs them after commit, at least once). One relay task follows, with
 ``XREAD BLOCK``, the streams of the channels that currently have subscribers and emits
 each notification to that channel's room.
@@ -39,9 +40,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from gateway.auth import Authenticator, admit
 from gateway.errors import ApiError
 from gateway.signing import UrlSigner
+from records.backoff import Backoff
 from records.store import Store
 from records.vod_store import VodStore
-from records.wire import ClipNotification, VodJob, clip_stream_key, vod_stream_key
+from records.wire import ClipNotification, ExportView, VodJob, clip_stream_key, vod_stream_key
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,8 @@ def _stream_entries(result: Any) -> list[tuple[Any, list]]:
 def _error(code: str, message: str) -> dict:
     return {"ok": False, "error": {"code": code, "message": message}}
 
+
+NOTES = {"clip": ClipNotification, "vod": VodJob, "export": ExportView}  # what each kind of notification carries
 
 _VOD_RANK = {"queued": 0, "running": 1, "done": 2, "failed": 2, "cancelled": 2}
 
@@ -334,14 +338,14 @@ class Feed:
             self._changed.set()
 
     async def _relay(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, RETRY_MAX)
         while True:
             try:
                 await self._relay_once()
                 if not self.redis_ok:
                     log.info("feed relay: redis is back")
                 self.redis_ok = True
-                backoff = 0.2
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except RedisTimeoutError:
@@ -351,12 +355,10 @@ class Feed:
                 if self.redis_ok:
                     log.warning("feed relay: redis unavailable (%s); retrying with backoff", exc)
                 self.redis_ok = False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX)
+                await asyncio.sleep(backoff.next())
             except Exception:
                 log.exception("feed relay failed; restarting")
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX)
+                await asyncio.sleep(backoff.next())
 
     async def _relay_once(self) -> None:
         self._changed.clear()
@@ -395,11 +397,16 @@ class Feed:
         raw = fields.get(b"data", fields.get("data"))
         kind = _text(fields.get(b"kind", fields.get("kind", b"clip")))
         try:
-            note = msgspec.json.decode(raw, type=VodJob if kind == "vod" else ClipNotification)
+            note = msgspec.json.decode(raw, type=NOTES.get(kind, ClipNotification))
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
             log.warning("feed relay: skipping a malformed notification on %s: %s", topic, exc)
             return
         payload = msgspec.to_builtins(note)
+        if kind == "export":  # a clip export's state: every subscriber, its download link signed
+            if payload["download_url"]:
+                payload["download_url"] = self.signer.sign(payload["download_url"])
+            await self._emit("export", payload, room=topic)
+            return
         if kind == "vod":  # the job's state: every subscriber, never one older than it was sent
             subs = self.subs.get(topic, {})
             for sid, _eio_sid in list(self.sio.manager.get_participants(NAMESPACE, topic)):

@@ -17,7 +17,7 @@ import msgspec
 from fastapi import FastAPI
 
 from records.key_store import ApiKey, NewApiKey
-from records.wire import ChannelView, ClipNotification, VodJob
+from records.wire import ChannelView, ClipNotification, ClipTranscript, ExportView, VodJob
 
 T = TypeVar("T")
 
@@ -183,13 +183,27 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("get", "/api/clips/{clip_id}"): Operation(
         "getClip", (Answer(200, ClipNotification),),
-        _id_links("clipVideo", "clipThumbnail", "deleteClip", param="clip_id"),
+        _id_links("clipVideo", "clipThumbnail", "clipTranscript", "deleteClip", param="clip_id"),
     ),
     ("delete", "/api/clips/{clip_id}"): Operation("deleteClip", (Answer(204, description="deleted, files too"),)),
     ("get", "/api/clips/{clip_id}/video"): Operation(
         "clipVideo", (Answer(200, media="video/mp4"), Answer(206, media="video/mp4", description="a byte range"))
     ),
     ("get", "/api/clips/{clip_id}/thumbnail"): Operation("clipThumbnail", (Answer(200, media="image/jpeg"),)),
+    ("get", "/api/clips/{clip_id}/transcript.json"): Operation("clipTranscript", (Answer(200, ClipTranscript),)),
+    ("get", "/api/clips/{clip_id}/transcript.srt"): Operation(
+        "clipCaptionsSrt", (Answer(200, media="application/x-subrip"),)
+    ),
+    ("get", "/api/clips/{clip_id}/transcript.vtt"): Operation("clipCaptionsVtt", (Answer(200, media="text/vtt"),)),
+    ("post", "/api/clips/{clip_id}/exports"): Operation(
+        "createExport", (Answer(202, ExportView, description="queued; rendered by a Ray task"),),
+        {"GetExport": ("getExport", {"clip_id": "$response.body#/clip_id", "export_id": "$response.body#/id"})},
+    ),
+    ("get", "/api/clips/{clip_id}/exports"): Operation("listExports", (Answer(200, Items[ExportView]),)),
+    ("get", "/api/clips/{clip_id}/exports/{export_id}"): Operation("getExport", (Answer(200, ExportView),)),
+    ("get", "/api/clips/{clip_id}/exports/{export_id}/video"): Operation(
+        "exportVideo", (Answer(200, media="video/mp4"), Answer(206, media="video/mp4", description="a byte range"))
+    ),
     ("post", "/api/vods"): Operation(
         "submitVods",
         (Answer(201, (VodJob, Items[VodJob]), description="one job for one item, else {items: [...]} in order"),),

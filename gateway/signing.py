@@ -21,7 +21,7 @@ import msgspec
 
 SECRET_ENV = "LIVECUT_SIGNING_KEY"
 SECRET_FILE = "signing_key"
-URL_FIELDS = ("video_url", "thumbnail_url")
+URL_FIELDS = ("video_url", "thumbnail_url", "captions_url")
 
 
 def load_secret(data_dir: str) -> bytes:

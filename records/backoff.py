@@ -20,5 +20,10 @@ class Backoff:
         delay, self.delay = self.delay, min(self.delay * 2, self.cap)
         return delay
 
+    def nth(self, n: int) -> float:
+        """The delay ``next()`` gives the ``n``-th time after a reset (0-based), without
+        changing state: for retry schedules kept in a database row (an attempt count)."""
+        return self.first if n <= 0 else min(self.first * 2.0 ** min(n, 64), self.cap)
+
     def wait(self, stop: threading.Event) -> bool:
         return not stop.wait(self.next())

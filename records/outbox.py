@@ -12,6 +12,8 @@ import asyncpg
 import msgspec
 import redis.asyncio as aioredis
 
+from records.backoff import Backoff
+from records.pg_listen import listen
 from records.store import OUTBOX_CHANNEL, Store
 from records.wire import clip_stream_key
 
@@ -50,21 +52,21 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event) -> None:
         listener = asyncio.create_task(self._listen(stop))
-        backoff = 0.5
+        backoff = Backoff(0.5, RETRY_MAX)
         try:
             while not stop.is_set():
                 try:
                     await self.drain()
-                    backoff = 0.5
+                    backoff.reset()
                 except (OSError, asyncpg.PostgresError, aioredis.RedisError, asyncpg.InterfaceError) as exc:
-                    log.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, RETRY_MAX)
+                    delay = backoff.next()
+                    log.warning("outbox relay: %s; retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
                     continue
                 except Exception:  # anything else: the relay must not stop (nothing else delivers)
-                    log.exception("outbox relay failed; retrying in %.1fs", backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, RETRY_MAX)
+                    delay = backoff.next()
+                    log.exception("outbox relay failed; retrying in %.1fs", delay)
+                    await asyncio.sleep(delay)
                     continue
                 self._wake.clear()
                 try:
@@ -75,18 +77,4 @@ class OutboxRelay:
             listener.cancel()
 
     async def _listen(self, stop: asyncio.Event) -> None:
-        """LISTEN for commits so delivery does not wait for the poll interval."""
-        while not stop.is_set():
-            try:
-                conn = await asyncpg.connect(self.dsn)
-                try:
-                    await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
-                    while not stop.is_set() and not conn.is_closed():
-                        await asyncio.sleep(1.0)
-                finally:
-                    await conn.close(timeout=2)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the poll loop still delivers; reconnect quietly
-                log.debug("outbox listener: %s", exc)
-                await asyncio.sleep(2.0)
+        await listen(self.dsn, OUTBOX_CHANNEL, self._wake, stop)

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from records.webhook_store import cancel_clip_webhooks, enqueue_webhook_event
 from records.wire import (
     ChannelCreate,
     ChannelView,
@@ -21,6 +22,7 @@ from records.wire import (
     Ingest,
     MomentEvent,
     Signal,
+    Word,
     clip_id_from_seq,
     clip_stream_key,
     vod_stream_key,
@@ -274,11 +276,13 @@ class Store:
                     return clip_record(existing)
                 row = await conn.fetchrow(
                     """INSERT INTO clips (id, channel_id, stream_start, stream_end, score, signals, transcript,
-                                          video_path, thumbnail_path, duration, triggers, vod_id, moment_seq, commit_key)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id, created_at""",
+                                          video_path, thumbnail_path, duration, triggers, vod_id, moment_seq, commit_key,
+                                          words)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                       RETURNING id, created_at""",
                     clip_id_from_seq(seq), clip.channel_id, clip.stream_start, clip.stream_end, clip.score, clip.signals,
                     clip.transcript, clip.video_path, clip.thumbnail_path, clip.duration, clip.triggers,
-                    clip.vod_id, clip.moment_seq, key,
+                    clip.vod_id, clip.moment_seq, key, clip.words,
                 )
                 stored = msgspec.structs.replace(
                     clip, id=row["id"], commit_key=key, created_at=iso(row["created_at"])
@@ -298,6 +302,11 @@ class Store:
                     )
                 payload = msgspec.to_builtins(stored.notification(base_url))
                 await enqueue_notification(conn, stream, "clip", payload, channel_id=clip.channel_id)
+                # webhooks (008_webhooks.sql): the same clip object, in the same transaction
+                await enqueue_webhook_event(
+                    conn, "clip.created", payload, channel_id=clip.channel_id,
+                    lane=clip.channel_id if clip.vod_id is None else f"vod:{clip.vod_id}",
+                )
         return stored
 
     async def get_clip(self, clip_id: str) -> ClipRecord | None:
@@ -325,6 +334,40 @@ class Store:
         args.append(limit)
         rows = await self.pool.fetch(f"SELECT * FROM clips {where} ORDER BY id DESC LIMIT ${len(args)}", *args)
         return [clip_record(r) for r in rows]
+
+    async def search_clips(
+        self,
+        query: str,
+        *,
+        channel_id: str | None = None,
+        vod_id: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        after: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[tuple[ClipRecord, float]]:
+        """Clips whose transcript matches ``query`` (web-search syntax: words, "a phrase",
+        -word, or), best first: ``ts_rank`` (more and denser matches rank higher), ties newest
+        first. ``after`` is the last (rank, id) of the previous page."""
+        where, args = where_clause(
+            ("channel_id = ${}", channel_id),
+            ("vod_id = ${}", vod_id),
+            ("created_at >= ${}", since),
+            ("created_at < ${}", until),
+            ("transcript_tsv @@ websearch_to_tsquery('english', ${})", query),
+        )
+        rank = f"ts_rank(transcript_tsv, websearch_to_tsquery('english', ${len(args)}))"
+        page = ""
+        if after is not None:
+            args += [after[0], after[1]]
+            page = f"WHERE (rank, id) < (${len(args) - 1}::real, ${len(args)})"
+        args.append(limit)
+        rows = await self.pool.fetch(
+            f"""SELECT * FROM (SELECT *, {rank} AS rank FROM clips {where}) ranked {page}
+                ORDER BY rank DESC, id DESC LIMIT ${len(args)}""",
+            *args,
+        )
+        return [(clip_record(r), r["rank"]) for r in rows]
 
     async def clips_after(
         self, channel_id: str | None, after_id: str, limit: int = 500, *, vod_id: str | None = None
@@ -418,6 +461,7 @@ class Store:
                     "AND payload->>'id' = ANY($1::text[])",
                     gone,
                 )
+                await cancel_clip_webhooks(conn, gone)  # the same for webhooks (008_webhooks.sql)
         return [{"id": r["id"], "video_path": r["video_path"], "thumbnail_path": r["thumbnail_path"]} for r in rows]
 
     async def pending_file_removals(self, limit: int = 500) -> list[dict]:
@@ -475,6 +519,7 @@ def clip_record(row: asyncpg.Record) -> ClipRecord:
         vod_id=row["vod_id"],
         moment_seq=row["moment_seq"],
         commit_key=row["commit_key"],
+        words=msgspec.convert(row["words"], list[Word]),
     )
 
 

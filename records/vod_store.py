@@ -12,6 +12,7 @@ import asyncpg
 import msgspec
 
 from records.store import enqueue_notification, iso, where_clause
+from records.webhook_store import enqueue_webhook_event
 from records.wire import VodError, VodJob, vod_stream_key
 from records.redact import redact_url
 
@@ -153,7 +154,11 @@ class VodStore:
         return {r["moment_seq"] for r in rows}
 
     async def _notify(self, conn: asyncpg.Connection, row: dict) -> None:
-        await enqueue_notification(conn, vod_stream_key(row["id"]), "vod", msgspec.to_builtins(vod_view(row)))
+        view = msgspec.to_builtins(vod_view(row))
+        await enqueue_notification(conn, vod_stream_key(row["id"]), "vod", view)
+        if row["status"] in ("done", "failed"):  # once: a final job is not updated again (``update``'s guard)
+            event = "vod.finished" if row["status"] == "done" else "vod.failed"
+            await enqueue_webhook_event(conn, event, view, channel_id=None, lane=f"vod:{row['id']}")
 
 
 def _now():

@@ -60,6 +60,22 @@ class ClipNotification(msgspec.Struct, frozen=True):
     created_at: str  # ISO 8601, UTC
     triggers: list[Signal] = []  # the signals that fired (strongest per name), with their detail
     vod_id: str | None = None
+    captions_url: str = ""  # WebVTT of the transcript, timed to the clip (empty: no words)
+
+
+class CaptionCue(msgspec.Struct, frozen=True):
+    start: float  # seconds from the clip's first frame
+    end: float
+    text: str  # lines separated by "\n"
+
+
+class ClipTranscript(msgspec.Struct, frozen=True):
+    """``GET /api/clips/{id}/transcript.json``."""
+
+    clip_id: str
+    text: str
+    words: list[Word]  # timed from the clip's first frame
+    cues: list[CaptionCue]  # as in the .srt and .vtt
 
 
 ChannelStatus = Literal["waiting", "live", "offline", "error", "degraded"]  # degraded: disk low
@@ -135,6 +151,7 @@ class ClipRecord(msgspec.Struct):
     vod_id: str | None = None
     moment_seq: int | None = None  # VOD clips: the fused moment's seq, unique per job (idempotent commit)
     commit_key: str | None = None  # live clips: unique per channel (idempotent commit), names the files
+    words: list[Word] = []  # the transcript's words, timed from the clip's first frame
 
     def notification(self, base_url: str = "") -> ClipNotification:
         return ClipNotification(
@@ -150,6 +167,7 @@ class ClipRecord(msgspec.Struct):
             created_at=self.created_at,
             triggers=self.triggers,
             vod_id=self.vod_id,
+            captions_url=f"{base_url}/api/clips/{self.id}/transcript.vtt" if self.words else "",
         )
 
 
@@ -225,3 +243,37 @@ class VodJob(msgspec.Struct):
     cut_mode: str | None = None  # "copy" (MP4 stream copy), "remux" (stream copy into MP4), "reencode"
     settings: dict = {}
     cpu: dict[str, float] | None = None  # when done: CPU seconds per stage (decode, asr, detectors, cut)
+
+
+# -- clip exports --------------------------------------------------------------------------
+
+ExportStatus = Literal["queued", "running", "done", "failed"]
+
+
+class ExportOptions(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/clips/{id}/exports``; every field has a default."""
+
+    aspect: Literal["9:16", "1:1", "16:9"] = "9:16"
+    reframe: Literal["speaker", "center", "none"] = "speaker"  # none: the whole picture, letterboxed
+    captions: Literal["none", "burned", "karaoke"] = "burned"
+    max_height: Annotated[int, msgspec.Meta(ge=240, le=2160)] = 1080  # output pixels, never above the source's
+
+
+class ExportView(msgspec.Struct):
+    """An export as the API and the ``export`` Socket.IO event show it."""
+
+    id: str
+    clip_id: str
+    status: ExportStatus
+    options: ExportOptions
+    download_url: str | None  # once done (signed when handed out)
+    error: str | None  # once failed
+    channel_id: str | None  # the clip's channel or VOD job, whose subscribers get the event
+    vod_id: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    width: int | None = None  # once done
+    height: int | None = None
+    duration: float | None = None  # seconds
+    cpu: float | None = None  # CPU seconds the render took

@@ -473,6 +473,7 @@ class StreamActor:
             log.warning("clip lost on channel %s at %.1fs: %s", self.channel_id, event.t, exc)
             await self._journal(Add(key=item.key, event=event, lost=str(exc) or type(exc).__name__))
             return
+        words = self.pipeline.clip_words(cut.start, cut.end)
         record = ClipRecord(
             id="",  # given by Postgres at commit
             channel_id=self.channel_id,
@@ -480,7 +481,8 @@ class StreamActor:
             stream_end=round(cut.end, 3),
             score=round(event.score, 3),
             signals={k: round(v, 3) for k, v in event.signals.items()},
-            transcript=self.pipeline.transcript(cut.start, cut.end),
+            transcript=" ".join(w.text for w in words),
+            words=words,
             video_path=str(video),
             thumbnail_path=str(thumb),
             duration=round(cut.duration, 3),

@@ -22,7 +22,7 @@ from detectors.music import MusicDetector
 from detectors.pitch import VoiceFrames
 from detectors.scene import SceneChangeDetector
 from detectors.sentiment import SentimentDetector
-from detectors.speech import StreamingTranscriber, transcript_between
+from detectors.speech import StreamingTranscriber, words_between
 from detectors.speech_rate import SpeechRateDetector
 from records.wire import MomentEvent, Signal, Word
 from stream_actor.settings import ChannelSettings
@@ -125,9 +125,10 @@ class DetectorPipeline:
             words = [w for w in self.words if w.end > start - 10.0 and w.start < end + 10.0]
         return snap_clip(start, end, words)
 
-    def transcript(self, start: float, end: float) -> str:
+    def clip_words(self, start: float, end: float) -> list[Word]:
+        """The words of a clip cut at [start, end], timed from its start."""
         with self._lock:
-            return transcript_between(list(self.words), start, end)
+            return words_between(list(self.words), start, end)
 
     def _add_words(self, words: list[Word]) -> list[MomentEvent]:
         if words:

@@ -29,8 +29,10 @@ from records.store import Store
 from supervisor.demo import DemoPublisher, ensure_demo_channel, sample_path
 from supervisor.edge import PublishRouter
 from supervisor.retention import RetentionSweeper, remove_orphan_rings
+from supervisor.webhook_delivery import webhook_worker
 from records.retention import RetentionLimits
 from vod.jobs import VodOptions, VodScheduler
+from vod.export_jobs import ExportScheduler, ExportSchedulerOptions
 from stream_actor.asr_server import AsrServerOptions
 from supervisor.supervisor import NAMESPACE, STREAM_SLOT, SUPERVISOR_NAME, Supervisor, SupervisorConfig
 
@@ -126,6 +128,9 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         stop_relay = asyncio.Event()
         relay = asyncio.create_task(OutboxRelay(store, redis, dsn).run(stop_relay))
         stack.push_async_callback(_stop_task, relay, stop_relay)
+        stop_webhooks = asyncio.Event()
+        webhooks = asyncio.create_task(webhook_worker(settings, store.pool, dsn).run(stop_webhooks))
+        stack.push_async_callback(_stop_task, webhooks, stop_webhooks)
 
         # ring folders of channels deleted while livecut was down (or whose actor did not answer)
         active = {c["id"] for c in await store.list_channels()}
@@ -160,9 +165,16 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         stop_vods = asyncio.Event()
         vod_task = asyncio.create_task(vods.run(stop_vods))
         stack.push_async_callback(_stop_task, vod_task, stop_vods)
+        exports = ExportScheduler(store, ExportSchedulerOptions(
+            data_dir=str(data_dir),
+            max_running=max(1, int(ray.cluster_resources().get("CPU", 1)) // 2),  # leave the rest to streams and VODs
+        ))
+        stop_exports = asyncio.Event()
+        export_task = asyncio.create_task(exports.run(stop_exports))
+        stack.push_async_callback(_stop_task, export_task, stop_exports)
 
         app = create_app(settings, store, redis, SupervisorControl(supervisor, settings), whip=whip,
-                         vods=vods, uploads=uploads)
+                         vods=vods, uploads=uploads, exports=exports)
         server = _Server(uvicorn.Config(
             app, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
             timeout_graceful_shutdown=3,  # a long-polling Socket.IO client must not hold up Ctrl-C

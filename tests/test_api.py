@@ -73,6 +73,7 @@ async def make_clip(store, channel_id: str, tmp_path, start: float = 0.0, video:
         id=clip_id, channel_id=channel_id, stream_start=start, stream_end=start + 15, score=kw.get("score", 1.5),
         signals=kw.get("signals", {"loudness": 1.2, "keyword": 0.8}), transcript=kw.get("transcript", "what a shot"),
         video_path=str(video_path), thumbnail_path=str(thumb_path), duration=15.0, created_at="",
+        words=kw.get("words", []),
     )
     return await store.commit_clip(clip, MomentEvent(t=start + 10, score=1.5, signals=clip.signals))
 

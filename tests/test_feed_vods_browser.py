@@ -230,6 +230,23 @@ def test_batch_of_a_url_and_an_upload_runs_to_clips(vod_stack, served, page, tmp
             assert "/thumbnail" in clip.locator("video").get_attribute("poster")
             assert "sig=" in clip.locator("video").get_attribute("src"), "media opens by signed URL"
 
+    # a clip's transcript shows as captions: its WebVTT track loads, with cues inside the clip
+    spoken = [c for j in jobs.values() for c in stack.api("GET", f"/api/clips?vod_id={j['id']}").json()["items"]
+              if c["captions_url"]]  # fmt: skip
+    assert spoken, "no VOD clip has a timed transcript"
+    track = page.wait_for_function(
+        """(id) => {
+             const v = document.querySelector(`#vod-jobs .clip[data-id='${id}'] video`);
+             const t = v && v.querySelector("track");
+             if (!t || t.readyState !== 2 || !t.track.cues || !t.track.cues.length) return null;
+             return {src: t.src, cues: [...t.track.cues].map(c => [c.startTime, c.endTime, c.text]), duration: v.duration};
+           }""",
+        arg=spoken[0]["id"], timeout=30_000,
+    ).json_value()  # fmt: skip
+    assert "sig=" in track["src"] and track["cues"], track
+    assert all(0 <= a < b <= track["duration"] + 0.5 for a, b, _ in track["cues"]), track
+    assert " ".join(t for _, _, t in track["cues"]).replace("\n", " ") == spoken[0]["transcript"], track
+
     # jobs submitted earlier are listed on load, with their clips
     page.reload()
     page.wait_for_function(
@@ -245,6 +262,17 @@ def test_batch_of_a_url_and_an_upload_runs_to_clips(vod_stack, served, page, tmp
     page.wait_for_selector("#live-view", state="visible")
     assert page.locator("#vods-view").is_hidden() and page.locator("#picker").is_visible()
     assert page.locator("#clips .clip").count() == 0
+    # the search box finds a clip by a word said in it (VOD clips included), and clearing it
+    # brings the live list back
+    word = max((w.strip(".,!?") for w in spoken[0]["transcript"].split() if w.strip(".,!?").isalpha()), key=len)
+    page.fill("[data-testid=search-input]", word)
+    page.press("[data-testid=search-input]", "Enter")
+    page.wait_for_selector(f"#search-results .clip[data-id='{spoken[0]['id']}']", timeout=15_000)
+    assert page.locator("#clips").is_hidden() and page.locator("#search-status").inner_text().startswith(
+        tuple("123456789"))  # fmt: skip
+    page.fill("[data-testid=search-input]", "")
+    page.press("[data-testid=search-input]", "Enter")
+    page.wait_for_selector("#search-results", state="hidden")
     page.click("#tab-vods")
     page.wait_for_selector("#vods-view", state="visible")
     assert page.locator("#live-view").is_hidden() and page.locator("#picker").is_hidden()

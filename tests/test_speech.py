@@ -7,7 +7,7 @@ import pytest
 
 import media
 from bench.asr_quality import synth_music, wer
-from detectors.speech import SpeechOptions, StreamingTranscriber, transcript_between
+from detectors.speech import SpeechOptions, StreamingTranscriber, words_between
 from records.wire import Word
 
 RATE = media.RATE
@@ -328,11 +328,13 @@ def test_load_shedding_keeps_lag_bounded(monologue, monologue_ref):
 # --- helpers --------------------------------------------------------------------------------
 
 
-def test_transcript_between():
+def test_a_clips_words_are_those_inside_it_timed_from_its_start():
     words = [Word(1.0, 1.5, "Oh"), Word(1.6, 1.9, "my"), Word(2.0, 2.4, "god,"), Word(9.0, 9.5, "later.")]
-    assert transcript_between(words, 0.0, 3.0) == "Oh my god,"
-    assert transcript_between(words, 1.7, 9.2) == "my god, later."
-    assert transcript_between(words, 3.0, 8.0) == ""
+    assert " ".join(w.text for w in words_between(words, 0.0, 3.0)) == "Oh my god,"
+    picked = words_between(words, 1.7, 9.2)
+    assert [w.text for w in picked] == ["my", "god,", "later."]
+    assert [(w.start, w.end) for w in picked] == [(0.0, 0.2), (0.3, 0.7), (7.3, 7.5)]  # clamped to the clip
+    assert words_between(words, 3.0, 8.0) == []
 
 
 def test_auto_device_is_the_cpu_without_a_gpu():

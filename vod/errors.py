@@ -13,3 +13,10 @@ class VodFailure(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def first_line(exc: BaseException) -> str:
+    """What a job's (or an export's) error says about ``exc``: its message's last line (a Ray
+    task error's is the remote exception), at most 500 characters."""
+    text = str(exc).strip().splitlines()
+    return text[-1][:500] if text else type(exc).__name__

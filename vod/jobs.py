@@ -26,17 +26,18 @@ import msgspec
 import ray
 
 from detectors.assets import AssetDirs
-from detectors.speech import transcript_between
+from detectors.speech import words_between
 from records.store import Store
 from records.vod_store import VodStore
 from records.wire import ClipRecord, MomentEvent, VodError
 from stream_actor.clip_sweep import remove_files, stale_parts
 from stream_actor.settings import channel_settings
 from vod import plan
-from vod.errors import VodFailure
+from vod.errors import VodFailure, first_line
 from vod.probe import MediaInfo, input_options, probe
 from vod.sources import resolve
 from vod.tasks import result_builtins, result_from_builtins, submit_shard
+from vod.passes import run_passes
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +86,7 @@ class VodScheduler:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            while not stop.is_set():
-                try:
-                    await self._pass()
-                except Exception as exc:  # Postgres down: the jobs wait, nothing is lost
-                    log.warning("vod scheduler: %s", exc)
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), PASS_INTERVAL)
-                except asyncio.TimeoutError:
-                    pass
+            await run_passes(self._pass, self._wake, stop, PASS_INTERVAL, "vod scheduler")
         finally:
             # Running jobs stay "running" in Postgres: the next `livecut up` resumes them.
             for task in self.running.values():
@@ -132,7 +124,7 @@ class VodScheduler:
                 await self.vods.finish(vod_id, "failed", VodError(cause.code, cause.message))
             else:
                 log.error("vod %s: a shard failed: %s", vod_id, exc)
-                await self.vods.finish(vod_id, "failed", VodError("internal", _first_line(exc)))
+                await self.vods.finish(vod_id, "failed", VodError("internal", first_line(exc)))
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
             log.error("vod %s: a shard's worker died more than %d times", vod_id, 3)
             await self.vods.finish(vod_id, "failed", VodError("internal", f"a shard's worker kept dying: {exc}"))
@@ -143,7 +135,7 @@ class VodScheduler:
             log.exception("vod %s: interrupted (%d of %d)", vod_id, attempts, MAX_ATTEMPTS)
             if attempts >= MAX_ATTEMPTS:
                 self._attempts.pop(vod_id, None)
-                await self.vods.finish(vod_id, "failed", VodError("internal", _first_line(exc)))
+                await self.vods.finish(vod_id, "failed", VodError("internal", first_line(exc)))
             else:
                 await asyncio.sleep(RETRY_PAUSE)
         finally:
@@ -256,6 +248,7 @@ class Job:
                 self.cut_cpu += time.thread_time() - started
 
         clip = await asyncio.to_thread(timed_cut)
+        clip_words = words_between(words, clip.start, clip.end)
         record = ClipRecord(
             id="",  # given by Postgres at commit, in the job's commit order (like a channel's)
             channel_id=None,
@@ -265,7 +258,8 @@ class Job:
             stream_end=round(clip.end, 3),
             score=round(moment.score, 3),
             signals={k: round(v, 3) for k, v in moment.signals.items()},
-            transcript=transcript_between(words, clip.start, clip.end),
+            transcript=" ".join(w.text for w in clip_words),
+            words=clip_words,
             video_path=str(video),
             thumbnail_path=str(thumb),
             duration=round(clip.duration, 3),
@@ -277,8 +271,3 @@ class Job:
 
 async def _result(ref):
     return await ref
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1][:500] if text else type(exc).__name__

@@ -170,6 +170,13 @@
     video.poster = media(clip.thumbnail_url);
     video.src = media(clip.video_url);
     renewMediaOnError(video, clip.id);
+    if (clip.captions_url) {
+      // the transcript, timed to the clip (WebVTT), shown as captions
+      const track = document.createElement("track");
+      Object.assign(track, { kind: "captions", srclang: "en", label: "Transcript", default: true });
+      track.src = media(clip.captions_url);
+      video.append(track);
+    }
     if (label !== undefined) li.querySelector(".channel-name").textContent = label;
     else fillChannelName(li);
     // the fused score is the probability that a person would clip this moment
@@ -239,6 +246,33 @@
     const { items } = await api(`/api/clips?${query}`);
     for (const clip of items) addClip(clip);
     $("empty").hidden = state.clips.size > 0;
+  }
+
+  // -- search --------------------------------------------------------------------------
+  // A query replaces the live list with the best matches (in the picked channel, if any);
+  // an empty one brings the live list back.
+  async function search(q) {
+    const results = $("search-results");
+    const status = $("search-status");
+    results.replaceChildren();
+    const searching = q.length > 0;
+    results.hidden = !searching;
+    $("clips").hidden = searching;
+    $("empty").hidden = searching || state.clips.size > 0;
+    status.hidden = !searching;
+    if (!searching) return;
+    status.textContent = "Searching…";
+    const query = new URLSearchParams({ q, limit: "50" });
+    if (state.pick !== ALL) query.set("channel_id", state.pick);
+    try {
+      const { items } = await api(`/api/clips?${query}`);
+      for (const clip of items) results.append(renderClip(clip));
+      status.textContent = items.length ? `${items.length} clip${items.length > 1 ? "s" : ""} match “${q}”, best first.`
+        : `No clip's transcript matches “${q}”.`;
+    } catch (e) {
+      if (e instanceof Unauthorized) askKey("The API key was refused.");
+      else status.textContent = `Search failed: ${e.message}`;
+    }
   }
 
   // -- live ----------------------------------------------------------------------------
@@ -366,6 +400,12 @@
       notice(`Could not load clips: ${e.message}`);
     }
   });
+
+  $("search-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    search($("search").value.trim());
+  });
+  $("search").addEventListener("search", () => search($("search").value.trim())); // the clear button
 
   $("key-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
