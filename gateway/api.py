@@ -152,7 +152,8 @@ class MediaResponse(FileResponse):
         await super().__call__(scope, receive, send_json_errors)
 
 
-def _media(path: str, media_type: str, what: str, clip_id: str) -> Response:
+def media_file(path: str, media_type: str, what: str, clip_id: str) -> Response:
+    """A stored media file (Range supported), or 404 naming what is missing."""
     try:
         st = os.stat(path)
     except OSError:
@@ -326,11 +327,11 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
 
     async def clip_video(clip_id: str) -> Response:
         clip = await clip_or_404(clip_id)
-        return _media(clip.video_path, "video/mp4", "video", clip_id)
+        return media_file(clip.video_path, "video/mp4", "video", clip_id)
 
     async def clip_thumbnail(clip_id: str) -> Response:
         clip = await clip_or_404(clip_id)
-        return _media(clip.thumbnail_path, "image/jpeg", "thumbnail", clip_id)
+        return media_file(clip.thumbnail_path, "image/jpeg", "thumbnail", clip_id)
 
     async def clip_transcript(clip_id: str, form: str) -> Response:
         clip = await clip_or_404(clip_id)

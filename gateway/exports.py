@@ -14,7 +14,7 @@ import msgspec
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from gateway.api import MsgspecResponse, _media
+from gateway.api import MsgspecResponse, media_file
 from gateway.auth import require, require_media
 from gateway.errors import invalid, not_found
 from gateway.openapi import json_schema
@@ -99,7 +99,7 @@ def build_export_router(store: Store, control: ExportControl) -> APIRouter:
         row = await exports.get(clip_id, export_id)
         if row is None or row["status"] != "done":
             raise not_found(f"no finished export {export_id!r} of clip {clip_id!r}")
-        return _media(row["path"], "video/mp4", "export", clip_id)
+        return media_file(row["path"], "video/mp4", "export", clip_id)
 
     path = "/clips/{clip_id}/exports/{export_id}/video"
     media_auth = [Depends(require_media())]

@@ -355,8 +355,8 @@ async def test_stop_while_a_commit_waits_for_postgres_cuts_each_moment_once(tmp_
         return ClipCut(start=start, end=end, duration=end - start)
 
     class Pipeline:
-        def transcript(self, start, end) -> str:
-            return ""
+        def clip_words(self, start, end) -> list:
+            return []
 
         def clip_bounds(self, start, end):
             return start, end
