@@ -8,12 +8,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Real peers the tests talk to, from Debian: the ffmpeg CLI (our stand-in for OBS), espeak-ng
 # (speech fixtures), GStreamer's RTSP server (a real camera-side server, run by Debian's python3)
-# and ngircd (a real IRC server standing in for Twitch chat).
+# and ngircd (a real IRC server standing in for Twitch chat); Chromium for the web console and
+# OBS Studio (headless under Xvfb, software OpenGL) publishing into it as users' OBS does.
 PEER_PACKAGES=(ffmpeg espeak-ng ngircd python3-gi gir1.2-gst-rtsp-server-1.0
-    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium)
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium
+    obs-studio xvfb xauth libgl1-mesa-dri)
 have_peers() {
     command -v ffmpeg >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 &&
         [ -x /usr/sbin/ngircd ] && [ -x /usr/bin/chromium ] &&
+        command -v obs >/dev/null 2>&1 && command -v xvfb-run >/dev/null 2>&1 &&
         /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" >/dev/null 2>&1 &&
         for p in "${PEER_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || return 1; done
 }

@@ -1,4 +1,5 @@
-"""``/api/keys``: admin keys create, list and revoke scoped API keys.
+"""``/api/keys``: admin keys create, list and revoke scoped API keys; ``/api/whoami``: any key
+reads its own scope.
 
 The same operations as ``livecut keys``; the secret is in the create response only.
 """
@@ -18,6 +19,13 @@ from records.key_store import MAX_NAME, KeyStore, Scope
 from records.store import Store
 
 MAX_BODY = 4096
+
+
+class WhoAmI(msgspec.Struct):
+    """The presented key's own id and scope (what the web console may show)."""
+
+    key_id: str
+    scope: Scope
 
 
 class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -61,5 +69,18 @@ def build_key_router(store: Store) -> APIRouter:
             raise not_found(f"no API key {key_id!r}")
         request.app.state.auth.forget()  # at once on this gateway; others within their cache time
         return MsgspecResponse(msgspec.to_builtins(revoked))
+
+    @router.get(
+        "/whoami",
+        dependencies=[Depends(require("read"))],
+        response_class=MsgspecResponse,
+        responses={200: {"description": "the key's id and scope",
+                         "content": {"application/json": {"schema": json_schema(WhoAmI)}}}},
+    )
+    async def whoami(request: Request) -> Response:
+        """Any valid key: its own id and scope, so a client can tell what it may do (the web
+        console hides what the scope does not allow)."""
+        principal = request.state.principal
+        return MsgspecResponse(WhoAmI(principal.key_id, principal.scope))
 
     return router

@@ -65,6 +65,19 @@ async def test_read_key_cannot_register_channels_or_see_stream_keys(client):
     assert (await client.get("/api/clips", headers=bearer(read))).status_code == 200
 
 
+async def test_whoami_tells_any_key_its_own_scope(client):
+    """What the web console asks to decide which controls it shows."""
+    for scope in ("read", "ingest", "admin"):
+        made = await new_key(client, scope)
+        me = await client.get("/api/whoami", headers=bearer(made["key"]))
+        assert me.status_code == 200 and me.json() == {"key_id": made["id"], "scope": scope}, me.text
+    assert (await client.get("/api/whoami", headers=bearer(ADMIN))).json()["scope"] == "admin"
+    assert_error(await client.get("/api/whoami"), 401, "unauthorized")
+    assert_error(await client.get("/api/whoami", headers=bearer("lck_nope")), 401, "unauthorized")
+    spec = (await client.get("/openapi.json")).json()
+    assert "scope" in str(spec["paths"]["/api/whoami"]["get"]["responses"]["200"])
+
+
 async def test_ingest_key_registers_channels_and_rotates_their_stream_keys(client, store):
     ingest = (await new_key(client, "ingest"))["key"]
     made = await client.post("/api/channels", json={"name": "cam", "source": "rtmp"}, headers=bearer(ingest))

@@ -6,7 +6,9 @@
 
   const KEY_STORE = "livecut.key";
   const PICK_STORE = "livecut.channel";
-  const VIEWS = ["live", "vods"]; // location.hash picks one; "live" when empty
+  // location.hash picks one ("#clip/ID": one clip's page); "live" when empty
+  const VIEWS = ["live", "channels", "vods", "settings", "clip"];
+  const SCOPES = ["read", "ingest", "admin"]; // each allows what comes before it
   const ALL = "*";
   const RECENT = 30; // clips loaded over REST on open / reconnect
   const MAX_SHOWN = 200;
@@ -21,7 +23,8 @@
     clips: new Map(), // clip id -> <li>
     socket: null,
     refresh: null,
-    hooks: { start: [], socket: [], stop: [] }, // what other scripts (vods.js) hang on the page
+    scope: "read", // the key's, from GET /api/whoami: what the console offers
+    hooks: { start: [], socket: [], stop: [], view: [] }, // what other scripts (vods.js...) hang on the page
   };
 
   // -- helpers -----------------------------------------------------------------------
@@ -94,6 +97,29 @@
         console.error(`livecut ${hook} hook failed`, e);
       }
     }
+  }
+
+  // Whether the key's scope allows what needs `need` ("read", "ingest" or "admin").
+  function allows(need) {
+    return SCOPES.indexOf(state.scope) >= SCOPES.indexOf(need);
+  }
+
+  // Shows the controls the key's scope allows: [data-needs=SCOPE] only with it,
+  // [data-lacks=SCOPE] (what to say instead) only without it.
+  function applyScope() {
+    document.body.dataset.scope = state.scope;
+    for (const node of document.querySelectorAll("[data-needs]")) node.hidden = !allows(node.dataset.needs);
+    for (const node of document.querySelectorAll("[data-lacks]")) node.hidden = allows(node.dataset.lacks);
+  }
+
+  async function loadScope() {
+    try {
+      state.scope = (await api("/api/whoami")).scope;
+    } catch (e) {
+      if (e instanceof Unauthorized) throw e;
+      state.scope = "read"; // an older server: offer nothing that may be refused
+    }
+    applyScope();
   }
 
   function watched() {
@@ -170,6 +196,8 @@
     video.poster = media(clip.thumbnail_url);
     video.src = media(clip.video_url);
     renewMediaOnError(video, clip.id);
+    const details = li.querySelector(".details");
+    details.href = `#clip/${encodeURIComponent(clip.id)}`;
     if (clip.captions_url) {
       // the transcript, timed to the clip (WebVTT), shown as captions
       const track = document.createElement("track");
@@ -235,6 +263,12 @@
     $("empty").hidden = true;
   }
 
+  // The time filter: clips cut after this instant (ISO), or "" for any time.
+  function since() {
+    const hours = Number($("since").value);
+    return hours > 0 ? new Date(Date.now() - hours * 3600 * 1000).toISOString() : "";
+  }
+
   async function loadRecent() {
     const ids = watched();
     if (!ids.length) {
@@ -243,6 +277,7 @@
     }
     const query = new URLSearchParams({ limit: String(RECENT) });
     if (state.pick !== ALL) query.set("channel_id", state.pick);
+    if (since()) query.set("since", since());
     const { items } = await api(`/api/clips?${query}`);
     for (const clip of items) addClip(clip);
     $("empty").hidden = state.clips.size > 0;
@@ -264,6 +299,7 @@
     status.textContent = "Searching…";
     const query = new URLSearchParams({ q, limit: "50" });
     if (state.pick !== ALL) query.set("channel_id", state.pick);
+    if (since()) query.set("since", since());
     try {
       const { items } = await api(`/api/clips?${query}`);
       for (const clip of items) results.append(renderClip(clip));
@@ -342,6 +378,7 @@
     setConn("connecting", "loading…");
     try {
       await loadChannels();
+      await loadScope();
     } catch (e) {
       if (e instanceof Unauthorized) return askKey("The API key was refused.");
       setConn("offline", "offline");
@@ -354,9 +391,9 @@
     $("picker").hidden = false;
     $("forget").hidden = false;
     $("tabs").hidden = false;
-    showView();
     notice("");
     fire("start");
+    showView(); // after "start": a view shown fires "view" for a started page
     connect();
     state.refresh = setInterval(async () => {
       try {
@@ -370,7 +407,7 @@
 
   // -- views ---------------------------------------------------------------------------
   function currentView() {
-    const name = location.hash.replace(/^#/, "");
+    const name = location.hash.replace(/^#/, "").split("/")[0];
     return VIEWS.includes(name) ? name : "live";
   }
 
@@ -379,10 +416,13 @@
     for (const name of VIEWS) {
       $(`${name}-view`).hidden = name !== view;
       const tab = $(`tab-${name}`);
-      tab.setAttribute("aria-selected", String(name === view));
+      if (!tab) continue; // the clip page has no tab
+      if (name === view) tab.setAttribute("aria-current", "page");
+      else tab.removeAttribute("aria-current");
       tab.classList.toggle("active", name === view);
     }
     $("picker").hidden = $("main").hidden || view !== "live";
+    if (!$("main").hidden) fire("view", view);
   }
 
   // -- wiring --------------------------------------------------------------------------
@@ -394,6 +434,18 @@
     state.clips.clear();
     renderChannels();
     syncSubscriptions();
+    try {
+      await loadRecent();
+    } catch (e) {
+      notice(`Could not load clips: ${e.message}`);
+    }
+  });
+
+  $("since").addEventListener("change", async () => {
+    $("clips").replaceChildren();
+    state.clips.clear();
+    const q = $("search").value.trim();
+    if (q) search(q);
     try {
       await loadRecent();
     } catch (e) {
@@ -419,8 +471,9 @@
   });
 
   // What vods.js (and any later view) shares with this page. `on(hook, fn)`: "start" once the
-  // key is accepted, "socket" with each new Socket.IO client (before it connects), "stop"
-  // when the page lets go of the key.
+  // key is accepted (its scope known: `allows(need)`), "socket" with each new Socket.IO client
+  // (before it connects), "stop" when the page lets go of the key, "view" with the view's
+  // name each time one is shown (after "start").
   window.livecut = {
     el,
     clock,
@@ -430,6 +483,11 @@
     renderClip,
     Unauthorized,
     askKey,
+    allows,
+    channelName(id) {
+      const c = state.channels.get(id);
+      return c ? c.name : id;
+    },
     get key() {
       return state.key;
     },

@@ -324,6 +324,7 @@
   function renderJob(job) {
     const li = el("li", "job");
     li.dataset.id = job.id;
+    li.dataset.testid = "vod-job";
     const head = el("div", "job-head");
     const cancel = el("button", "cancel", "Cancel");
     cancel.type = "button";
@@ -347,7 +348,7 @@
     li.querySelector(".job-name").title = job.source;
     const count = Math.max(job.clips || 0, entry.clips.size);
     li.querySelector(".job-count").textContent = `${count} clip${count === 1 ? "" : "s"}`;
-    li.querySelector(".cancel").hidden = TERMINAL.has(job.status);
+    li.querySelector(".cancel").hidden = TERMINAL.has(job.status) || !L.allows("ingest");
     li.querySelector(".job-bar").value = job.progress || 0;
     li.querySelector(".job-pct").textContent = percent(job.progress || 0);
     const info = [];
