@@ -547,6 +547,14 @@ def _obs_config(root: Path, server: str, stream_key: str, media: Path) -> Path:
     return root
 
 
+def _obs_env(home: Path) -> dict[str, str]:
+    """OBS's environment: importing cv2 (other tests do, in this process) points Qt at the
+    plugins inside OpenCV's wheel, which OBS's own Qt cannot load ("could not load the Qt
+    platform plugin xcb"); OBS must find Debian's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QT_")}
+    return {**env, "XDG_CONFIG_HOME": str(home), "LIBGL_ALWAYS_SOFTWARE": "1"}
+
+
 def test_real_obs_streams_into_a_channel_registered_in_the_console(console, stack, broadcast, tmp_path):
     from conftest import require_tool
 
@@ -567,7 +575,7 @@ def test_real_obs_streams_into_a_channel_registered_in_the_console(console, stac
         [xvfb_run, "-a", "-s", "-screen 0 1280x720x24", "obs", "--startstreaming", "--minimize-to-tray",
          "--disable-updater", "--disable-shutdown-check", "--disable-missing-files-check",
          "--profile", "lc", "--collection", "lc"],
-        env={**os.environ, "XDG_CONFIG_HOME": str(home), "LIBGL_ALWAYS_SOFTWARE": "1"},
+        env=_obs_env(home),
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     try:
