@@ -149,3 +149,19 @@ def livecut_stack(tmp_path_factory, pg_admin_dsn, redis_url):
         extra_args=["--allow-private-urls", "--heartbeat-timeout", "10", "--streams-per-node", "12"],
     ) as stack:
         yield stack
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; nothing is downloaded (playwright install cannot work here)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by Playwright, one per test module."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"required test peer {CHROMIUM} is not installed (run deploy/test.sh, which installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()

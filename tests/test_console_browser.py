@@ -35,7 +35,6 @@ from conftest import stack_on_fresh_database
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
 AXE = Path(__file__).with_name("vendor") / "axe.min.js"
 ARTIFACTS = Path(__file__).with_name("artifacts")
 VIEWS = ("live", "channels", "vods", "settings")
@@ -53,18 +52,6 @@ def stack(tmp_path_factory, pg_admin_dsn, redis_url):
         api_key=f"key-{secrets.token_hex(8)}", extra_args=["--allow-private-urls", "--heartbeat-timeout", "10"],
     ) as stack:
         yield stack
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"required test peer {CHROMIUM} is not installed (run deploy/test.sh, which installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield browser
-        browser.close()
 
 
 class Console:

@@ -27,7 +27,6 @@ from conftest import stack_on_fresh_database
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 240_000  # a VOD job on 2 busy cores: seconds normally; generous on purpose
 
 # Records, in the page, every state the VOD view passes through: each upload's percentage and
@@ -69,18 +68,6 @@ def vod_stack(tmp_path_factory, pg_admin_dsn, redis_url):
         api_key=f"key-{secrets.token_hex(8)}", extra_args=["--allow-private-urls", "--vod-shard-seconds", "25"],
     ) as stack:
         yield stack
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"required test peer {CHROMIUM} is not installed (run deploy/test.sh, which installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
