@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.auth import require, require_media
-from gateway.errors import ApiError, error_body, invalid, not_found
+from gateway.errors import ApiError, bounded_body, error_body, invalid, not_found
 from gateway.openapi import channel_create_schema
 from records.captions import cues, srt, vtt
 from records.clip_removal import remove_clips
@@ -233,9 +233,7 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         },
     )
     async def create_channel(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            raise invalid(f"request body is larger than {MAX_BODY} bytes")
+        body = bounded_body(await request.body(), MAX_BODY)
         create, channel_settings = await asyncio.to_thread(parse_channel_create, body, settings)
         limit = await control.stream_limit()
         row = await store.create_channel_within(create, channel_settings, limit.limit if limit else None)

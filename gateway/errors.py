@@ -59,6 +59,13 @@ def invalid(message: str) -> ApiError:
     return ApiError(422, "invalid_request", message)
 
 
+def bounded_body(body: bytes, limit: int) -> bytes:
+    """``body``, or ``invalid_request`` when it is over ``limit`` bytes."""
+    if len(body) > limit:
+        raise invalid(f"request body is larger than {limit} bytes")
+    return body
+
+
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 

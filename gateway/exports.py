@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from gateway.api import MsgspecResponse, media_file
 from gateway.auth import require, require_media
-from gateway.errors import invalid, not_found
+from gateway.errors import bounded_body, invalid, not_found
 from gateway.openapi import json_schema
 from records.export_store import ExportStore, export_view
 from records.store import Store
@@ -34,8 +34,7 @@ class ExportControl(Protocol):
 
 def parse_export_options(body: bytes) -> ExportOptions:
     """The request's options; an empty body takes every default."""
-    if len(body) > MAX_BODY:
-        raise invalid(f"request body is larger than {MAX_BODY} bytes")
+    bounded_body(body, MAX_BODY)
     if not body.strip():
         return ExportOptions()
     try:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from gateway.openapi import vod_submit_schema
 from gateway.auth import require
-from gateway.errors import invalid, not_found
+from gateway.errors import bounded_body, invalid, not_found
 from records.settings import Settings
 from records.store import Store
 from records.url_policy import UnsafeUrl
@@ -117,9 +117,7 @@ def build_vod_router(settings: Settings, store: Store, control: VodControl, uplo
         },
     )
     async def submit(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            raise invalid(f"request body is larger than {MAX_BODY} bytes")
+        body = bounded_body(await request.body(), MAX_BODY)
         jobs, single = await asyncio.to_thread(parse_batch, body, settings, uploads)  # reads files (profiles)
         rows = await vods.create_jobs(jobs)
         control.poke()

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from gateway.api import MsgspecResponse
 from gateway.auth import require
-from gateway.errors import ApiError, invalid, not_found
+from gateway.errors import ApiError, bounded_body, invalid, not_found
 from gateway.openapi import json_schema
 from records.settings import Settings
 from records.store import Store
@@ -123,9 +123,7 @@ def build_webhook_router(settings: Settings, store: Store) -> APIRouter:
     )
     async def create_webhook(request: Request) -> Response:
         """A webhook; the response carries its signing secret, shown this once."""
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            raise invalid(f"request body is larger than {MAX_BODY} bytes")
+        body = bounded_body(await request.body(), MAX_BODY)
         create = parse_webhook_create(body)
         await asyncio.to_thread(check_webhook_url, create.url, settings.allow_private_urls)
         if create.channel_id is not None and await store.get_channel(create.channel_id) is None:
