@@ -16,12 +16,12 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.auth import require, require_media
-from gateway.errors import ApiError, bounded_body, error_body, invalid, not_found
+from gateway.errors import ApiError, bounded_body, decoded_body, error_body, invalid, not_found
 from gateway.openapi import channel_create_schema
 from records.captions import cues, srt, vtt
 from records.clip_removal import remove_clips
 from records.settings import Settings
-from records.store import Store, channel_view, iso
+from records.store import Store, StreamLimitReached, channel_view, iso
 from records.url_policy import UnsafeUrl, UrlPolicy
 from records.wire import CaptionCue, ChannelCreate, ClipTranscript
 from records.redact import redact_url
@@ -95,14 +95,7 @@ def _validate_settings(raw: dict, kind: str | None, url: str | None, settings: S
 def parse_channel_create(body: bytes, settings: Settings) -> tuple[ChannelCreate, dict]:
     """The new channel and its settings, or ``invalid_request``. Blocking (it may read a named
     HUD profile): the route calls it in a worker thread."""
-    if not body.strip():
-        raise invalid("request body must be a JSON object")
-    try:
-        create = msgspec.json.decode(body, type=ChannelCreate)
-    except msgspec.ValidationError as exc:
-        raise invalid(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise invalid(f"invalid JSON: {exc}") from None
+    create = decoded_body(body, ChannelCreate)
     name = create.name.strip()
     if not name:
         raise invalid("name must not be empty")
@@ -212,6 +205,9 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         except Exception:  # the supervisor also reconciles periodically; the change is stored
             log.warning("channels_changed failed; the supervisor will catch up on its next pass", exc_info=True)
 
+    def limit_exceeded(limit: StreamLimit) -> ApiError:
+        return ApiError(409, "limit_exceeded", f"stream limit reached: {limit.limit} active channels ({limit.why})")
+
     def view(row: dict, *, reveal_url: bool = False, reveal_stream_key: bool = False) -> dict:
         """A channel as shown; URL credentials appear only in the creator's own response, the
         stream key only there and in a rotation's."""
@@ -238,7 +234,7 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         limit = await control.stream_limit()
         row = await store.create_channel_within(create, channel_settings, limit.limit if limit else None)
         if row is None:  # refused before any actor exists: nothing half-started
-            raise ApiError(409, "limit_exceeded", f"stream limit reached: {limit.limit} active channels ({limit.why})")
+            raise limit_exceeded(limit)
         await poke()
         return MsgspecResponse(view(row, reveal_url=True, reveal_stream_key=True), status_code=201)
 
@@ -273,6 +269,31 @@ def build_router(settings: Settings, store: Store, control: ChannelControl) -> A
         if row is None:
             raise not_found(f"no channel {channel_id!r}")
         return MsgspecResponse(view(row, reveal_stream_key=True))
+
+    @router.post("/channels/{channel_id}/pause", dependencies=ingest, response_class=MsgspecResponse)
+    async def pause_channel(channel_id: str) -> Response:
+        """Stop the channel's stream actor (its clip in progress is finished; its ring buffer,
+        settings and stream key stay) and refuse publishes until it is resumed; status
+        ``paused``. A paused channel does not count against the stream limit. Idempotent."""
+        row = await store.pause_channel(channel_id)
+        if row is None:
+            raise not_found(f"no channel {channel_id!r}")
+        await poke()
+        return MsgspecResponse(view(row))
+
+    @router.post("/channels/{channel_id}/resume", dependencies=ingest, response_class=MsgspecResponse)
+    async def resume_channel(channel_id: str) -> Response:
+        """Start a paused channel's stream actor again; status ``waiting`` until it reports.
+        Refused with ``limit_exceeded`` while the stream limit is reached. Idempotent."""
+        limit = await control.stream_limit()
+        try:
+            row = await store.resume_channel(channel_id, limit.limit if limit else None)
+        except StreamLimitReached:
+            raise limit_exceeded(limit) from None
+        if row is None:
+            raise not_found(f"no channel {channel_id!r}")
+        await poke()
+        return MsgspecResponse(view(row))
 
     @router.get("/channels/{channel_id}/events", dependencies=read, response_class=MsgspecResponse)
     async def channel_events(channel_id: str, limit: int = Query(100, ge=1, le=1000)) -> Response:

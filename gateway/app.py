@@ -29,6 +29,7 @@ from gateway.uploads import Uploads
 from gateway.exports import ExportControl, build_export_router
 from gateway.vods import VodControl, build_vod_router
 from gateway.webhooks import build_webhook_router
+from gateway.retention import build_retention_router
 from records.key_store import KeyStore
 from records.settings import Settings
 from records.store import Store
@@ -101,6 +102,7 @@ def create_app(
     api.include_router(uploads.router)
     api.include_router(build_key_router(store))
     api.include_router(build_webhook_router(settings, store))
+    api.include_router(build_retention_router(store))
     if vods is not None:
         api.include_router(build_vod_router(settings, store, vods, uploads))
     if exports is not None:

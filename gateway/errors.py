@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import TypeVar
 
 import asyncpg
+import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Status codes the framework raises on its own, and the machine-readable code for each.
 STATUS_CODES = {
@@ -64,6 +67,21 @@ def bounded_body(body: bytes, limit: int) -> bytes:
     if len(body) > limit:
         raise invalid(f"request body is larger than {limit} bytes")
     return body
+
+
+def decoded_body(body: bytes, kind: type[T], *, empty: T | None = None) -> T:
+    """A JSON request body as ``kind`` (a msgspec Struct), or ``invalid_request`` saying what is
+    wrong with it; an empty body is ``empty`` when given, else refused."""
+    if not body.strip():
+        if empty is not None:
+            return empty
+        raise invalid("request body must be a JSON object")
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise invalid(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise invalid(f"invalid JSON: {exc}") from None
 
 
 def error_body(code: str, message: str) -> dict:

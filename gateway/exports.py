@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from gateway.api import MsgspecResponse, media_file
 from gateway.auth import require, require_media
-from gateway.errors import bounded_body, invalid, not_found
+from gateway.errors import bounded_body, decoded_body, not_found
 from gateway.openapi import json_schema
 from records.export_store import ExportStore, export_view
 from records.store import Store
@@ -34,15 +34,7 @@ class ExportControl(Protocol):
 
 def parse_export_options(body: bytes) -> ExportOptions:
     """The request's options; an empty body takes every default."""
-    bounded_body(body, MAX_BODY)
-    if not body.strip():
-        return ExportOptions()
-    try:
-        return msgspec.json.decode(body, type=ExportOptions)
-    except msgspec.ValidationError as exc:
-        raise invalid(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise invalid(f"invalid JSON: {exc}") from None
+    return decoded_body(bounded_body(body, MAX_BODY), ExportOptions, empty=ExportOptions())
 
 
 def build_export_router(store: Store, control: ExportControl) -> APIRouter:
@@ -73,7 +65,8 @@ def build_export_router(store: Store, control: ExportControl) -> APIRouter:
     )
     async def create_export(clip_id: str, request: Request) -> Response:
         """Queue a render of the clip: aspect, reframing, captions, height. 202: it runs later;
-        GET the export (or listen for the ``export`` Socket.IO event) to see it done."""
+        GET the export (its ``progress`` goes 0 to 1 as it renders), or listen for the ``export``
+        Socket.IO event (at each status and each tenth of progress), to see it done."""
         options = parse_export_options(await request.body())
         row = await exports.create(clip_id, options)
         if row is None:

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from gateway.api import MsgspecResponse
 from gateway.openapi import json_schema
 from gateway.auth import require
-from gateway.errors import bounded_body, invalid, not_found
+from gateway.errors import bounded_body, decoded_body, not_found
 from records.key_store import MAX_NAME, KeyStore, Scope
 from records.store import Store
 
@@ -48,11 +48,7 @@ def build_key_router(store: Store) -> APIRouter:
         },
     )
     async def create_key(request: Request) -> Response:
-        body = bounded_body(await request.body(), MAX_BODY)
-        try:
-            create = msgspec.json.decode(body, type=KeyCreate)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise invalid(str(exc)) from None
+        create = decoded_body(bounded_body(await request.body(), MAX_BODY), KeyCreate)
         created = await keys.create(create.scope, create.name)
         return MsgspecResponse(msgspec.to_builtins(created), status_code=201)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Iterable
+from typing import Iterable, get_args
 
 import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
@@ -20,9 +20,9 @@ from gateway.auth import bearer_token, key_matches
 from gateway.errors import unauthorized
 from records.store import Store
 from stream_actor.disk_space import free_bytes
-from records.wire import Health
+from records.wire import ChannelStatus, Health
 
-STATUSES = ("waiting", "live", "offline", "error", "degraded")
+STATUSES = get_args(ChannelStatus)  # one series per status a channel can have
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 

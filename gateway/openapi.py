@@ -164,7 +164,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("post", "/api/channels"): Operation(
         "createChannel",
         (Answer(201, ChannelView, description="the channel, with its ingest URL and stream key"),),
-        {**_id_links("getChannel", "deleteChannel", "channelEvents", "rotateStreamKey", param="channel_id"),
+        {**_id_links("getChannel", "deleteChannel", "channelEvents", "rotateStreamKey", "pauseChannel", "resumeChannel",
+                     param="channel_id"),
          "ListChannelClips": ("listClips", {"channel_id": "$response.body#/id"})},
     ),
     ("get", "/api/channels"): Operation(
@@ -176,6 +177,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("get", "/api/channels/{channel_id}/events"): Operation("channelEvents", (Answer(200, Items[EventView]),)),
     ("post", "/api/channels/{channel_id}/stream-key/rotate"): Operation(
         "rotateStreamKey", (Answer(200, ChannelView, description="the channel with its new stream key"),)
+    ),
+    ("post", "/api/channels/{channel_id}/pause"): Operation(
+        "pauseChannel", (Answer(200, ChannelView, description="the channel, paused"),),
+        _id_links("resumeChannel", param="channel_id"),
+    ),
+    ("post", "/api/channels/{channel_id}/resume"): Operation(
+        "resumeChannel", (Answer(200, ChannelView, description="the channel, resumed (status waiting)"),),
+        _id_links("pauseChannel", param="channel_id"),
     ),
     ("get", "/api/clips"): Operation(
         "listClips", (Answer(200, Page[ClipNotification]),),

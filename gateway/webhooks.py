@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from gateway.api import MsgspecResponse
 from gateway.auth import require
-from gateway.errors import ApiError, bounded_body, invalid, not_found
+from gateway.errors import ApiError, bounded_body, decoded_body, invalid, not_found
 from gateway.openapi import json_schema
 from records.settings import Settings
 from records.store import Store
@@ -82,14 +82,7 @@ def check_webhook_url(url: str, allow_private: bool) -> None:
 
 
 def parse_webhook_create(body: bytes) -> WebhookCreate:
-    if not body.strip():
-        raise invalid("request body must be a JSON object")
-    try:
-        create = msgspec.json.decode(body, type=WebhookCreate)
-    except msgspec.ValidationError as exc:
-        raise invalid(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise invalid(f"invalid JSON: {exc}") from None
+    create = decoded_body(body, WebhookCreate)
     if not create.url.lower().startswith(("http://", "https://")):
         raise invalid("url: a webhook url must start with http:// or https://")
     if len(set(create.events)) != len(create.events):

@@ -2,12 +2,16 @@
 
 An export goes queued → running → done or failed, each step guarded by the status it leaves,
 and each written with its ``export`` notification in one transaction (the outbox), on the
-stream of the clip's channel or VOD job. An export left running by a stopped ``livecut up``
-is queued again at the next start, or failed once it has been started ``MAX_ATTEMPTS`` times.
+stream of the clip's channel or VOD job. While running, its ``progress`` (0..1, migration 012) moves;
+that is announced only when it enters a new tenth, so subscribers see it move without a
+notification per step. An export left running by a stopped ``livecut up`` is queued again at
+the next start (its progress back to 0), or failed once it has been started ``MAX_ATTEMPTS``
+times.
 """
 from __future__ import annotations
 
 import datetime as dt
+import math
 import secrets
 from typing import Any
 
@@ -33,6 +37,7 @@ def export_view(row: dict) -> ExportView:
         id=row["id"],
         clip_id=row["clip_id"],
         status=row["status"],
+        progress=round(row["progress"], 3),  # a real: 0.99 reads back as 0.9900000095...
         options=msgspec.convert(row["options"], ExportOptions),
         download_url=download_path(row["clip_id"], row["id"]) if done else None,
         error=row["error"],
@@ -87,8 +92,27 @@ class ExportStore:
 
     async def finish(self, export_id: str, *, path: str, width: int, height: int, duration: float,
                      cpu: float) -> dict | None:
-        return await self._move(export_id, ("running",), status="done", finished_at=_now(), path=path,
-                                width=width, height=height, duration=duration, cpu=cpu)
+        return await self._move(export_id, ("running",), status="done", progress=1.0, finished_at=_now(),
+                                path=path, width=width, height=height, duration=duration, cpu=cpu)
+
+    async def progress(self, export_id: str, fraction: float) -> dict | None:
+        """Store a running export's progress (0..1); None when it is not running. Its
+        notification goes with it only when it enters a new tenth (0 → 0.04 does, as does
+        0.38 → 0.41; 0.41 → 0.47 does not)."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    """UPDATE exports SET progress = $2
+                       FROM (SELECT progress FROM exports WHERE id = $1 AND status = 'running' FOR UPDATE) AS was
+                       WHERE id = $1 AND status = 'running' RETURNING exports.*, was.progress AS was""",
+                    export_id, fraction,
+                )
+                if row is None:
+                    return None
+                row = dict(row)
+                if _tenth(row.pop("was")) < _tenth(row["progress"]):
+                    await _notify(conn, row)
+        return row
 
     async def fail(self, export_id: str, error: str) -> dict | None:
         return await self._move(export_id, ("queued", "running"), status="failed", finished_at=_now(),
@@ -105,7 +129,8 @@ class ExportStore:
                          status = CASE WHEN attempts < $1 THEN 'queued' ELSE 'failed' END,
                          error = CASE WHEN attempts < $1 THEN NULL
                                       ELSE 'interrupted ' || attempts || ' times (livecut stopped, or lost the render, while it ran)' END,
-                         finished_at = CASE WHEN attempts < $1 THEN NULL ELSE now() END
+                         finished_at = CASE WHEN attempts < $1 THEN NULL ELSE now() END,
+                         progress = CASE WHEN attempts < $1 THEN 0 ELSE progress END
                        WHERE status = 'running' AND NOT id = ANY($2::text[]) RETURNING *""",
                     MAX_ATTEMPTS, list(keep),
                 )
@@ -138,6 +163,12 @@ async def _notify(conn: asyncpg.Connection, row: dict) -> None:
     stream = clip_stream_key(row["channel_id"]) if row["channel_id"] else vod_stream_key(row["vod_id"])
     payload = msgspec.to_builtins(export_view(row))
     await enqueue_notification(conn, stream, "export", payload, channel_id=row["channel_id"])
+
+
+def _tenth(progress: float) -> int:
+    """The tenth of the way a progress is in: 0 for 0, 1 for (0, 0.1], ... 10 for (0.9, 1]. With
+    a little slack, as the column is a real (0.3 reads back as 0.30000001)."""
+    return math.ceil(progress * 10 - 1e-4)
 
 
 def _now() -> dt.datetime:

@@ -1,7 +1,9 @@
 """Clip retention: which clips to delete, given their ages and sizes and the limits.
 
-Pure: the sweeper (``supervisor.retention``) reads the clips and does the deleting. Limits
-are global (``livecut up --retention-days``, ``--retention-bytes``) and per channel (the
+Pure (but for a warning about a stored value that no longer passes): the sweeper
+(``supervisor.retention``) reads the clips and does the deleting. Limits are global (stored
+in ``workspace_settings``: the console's Settings page, ``PUT /api/settings/retention``, or
+``livecut up --retention-days/--retention-bytes`` at start) and per channel (the
 ``retention`` section of its settings); 0 means no limit of that kind. A clip goes when any
 limit that covers it says so, oldest first: age limits delete what is older, size limits
 keep the newest clips whose sizes add up to the limit. VOD clips (no channel) fall under the
@@ -9,12 +11,15 @@ global limits only.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Iterable
 
 import msgspec
 
-__all__ = ["RetentionOptions", "RetentionLimits", "ClipUsage", "select_expired"]
+__all__ = ["RetentionOptions", "RetentionLimits", "ClipUsage", "select_expired", "stored_limits", "channel_limits"]
+
+log = logging.getLogger(__name__)
 
 DAY = 86400.0
 MAX_DAYS = 36500.0  # a century: the bound of every age limit
@@ -33,6 +38,32 @@ class RetentionLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     max_age_days: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_DAYS)] = 0.0
     max_bytes: Annotated[int, msgspec.Meta(ge=0, le=MAX_BYTES)] = 0
+
+
+def stored_limits(value: object) -> RetentionLimits:
+    """The workspace's limits from their stored JSON; None (never set) is no limits. So is a
+    value that no longer passes (stored before a bound tightened, or edited by hand), with a
+    warning: better to keep every clip than to delete by a guess."""
+    if value is None:
+        return RetentionLimits()
+    try:
+        return msgspec.convert(value, RetentionLimits)
+    except msgspec.ValidationError as exc:
+        log.warning("ignoring the stored retention limits (no global limits until they are set again): %s", exc)
+        return RetentionLimits()
+
+
+def channel_limits(raw: dict[str, object]) -> dict[str, RetentionOptions]:
+    """Each channel's ``retention`` settings (channel id → stored JSON) as options. One that no
+    longer passes (stored before a bound tightened) is left out, with a warning: the global
+    limits still cover that channel's clips."""
+    options = {}
+    for channel_id, value in raw.items():
+        try:
+            options[channel_id] = msgspec.convert(value, RetentionOptions)
+        except msgspec.ValidationError as exc:
+            log.warning("channel %s: ignoring its retention settings: %s", channel_id, exc)
+    return options
 
 
 @dataclass(frozen=True, slots=True)

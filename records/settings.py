@@ -42,8 +42,9 @@ class Settings(msgspec.Struct, kw_only=True):
     vod_shard_seconds: float = 180.0  # a VOD job's recording is analysed in shards of about this long
     max_upload_bytes: int = 20 * 1024**3  # largest Upload-Length a tus upload may declare
     upload_expiry_seconds: float = 24 * 3600  # an unfinished upload is removed this long after its creation
-    retention_days: float = 0.0  # clips older than this are deleted (every channel and VOD job); 0: kept
-    retention_bytes: int = 0  # clips beyond this total size are deleted, oldest first; 0: no limit
+    # global retention limits given at start, written to Postgres then (None: the stored ones stand)
+    retention_days: float | None = None  # clips older than this are deleted (every channel and VOD job); 0: kept
+    retention_bytes: int | None = None  # clips beyond this total size are deleted, oldest first; 0: no limit
     min_free_bytes: int = 1024**3  # below this free space on the data dir's disk, new clips are refused
 
     @property

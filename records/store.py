@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from records.retention import RetentionLimits, stored_limits
 from records.webhook_store import cancel_clip_webhooks, enqueue_webhook_event
 from records.wire import (
     ChannelCreate,
@@ -31,6 +32,8 @@ from records.wire import (
 OUTBOX_CHANNEL = "livecut_outbox"  # pg_notify channel that wakes the relay
 COMMAND_TIMEOUT = 30.0  # seconds any one statement may take: a hung server must not hang a caller forever
 MIGRATE_TIMEOUT = 600.0  # a migration may rewrite a big table
+PAUSED_REASON = "paused through the API"  # status_reason of a pause (010_channel_pause.sql)
+RESUMED_REASON = "resumed through the API"
 
 # The next clip number of a channel or VOD job (see 005_clip_order.sql): the UPDATE locks the
 # owner's row until the commit, so a channel's ids are in commit order; the database clock
@@ -43,6 +46,10 @@ _NEXT_CLIP_SEQ = (
 
 class CommitRejected(Exception):
     """A commit that cannot succeed however often it is retried (its channel or job is gone)."""
+
+
+class StreamLimitReached(Exception):
+    """A paused channel cannot resume: the stream limit's channels are all active."""
 
 
 def commit_can_never_succeed(exc: BaseException) -> bool:
@@ -150,12 +157,20 @@ class Store:
         Counting and inserting under one advisory lock, so concurrent requests cannot overshoot."""
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(7452)")
-                if limit is not None:
-                    active = await conn.fetchval("SELECT count(*) FROM channels WHERE deleted_at IS NULL")
-                    if active >= limit:
-                        return None
+                if not await self._lock_room_for_one(conn, limit):
+                    return None
                 return await self._insert_channel(conn, body, settings)
+
+    @staticmethod
+    async def _lock_room_for_one(conn: asyncpg.Connection, limit: int | None) -> bool:
+        """Whether one more channel may be active under ``limit`` (None: no limit). Takes the
+        admission lock for the caller's transaction, so what it counted holds until the commit.
+        Active: neither deleted nor paused."""
+        await conn.execute("SELECT pg_advisory_xact_lock(7452)")
+        if limit is None:
+            return True
+        active = await conn.fetchval("SELECT count(*) FROM channels WHERE deleted_at IS NULL AND paused_at IS NULL")
+        return active < limit
 
     async def channel_by_stream_key(self, stream_key: str) -> dict | None:
         row = await self.pool.fetchrow(
@@ -172,6 +187,36 @@ class Store:
         )
         return dict(row) if row else None
 
+    async def pause_channel(self, channel_id: str) -> dict | None:
+        """Pause (idempotent): status ``paused`` until resumed, which no heartbeat or supervisor
+        verdict overwrites meanwhile. The supervisor stops the actor (its ring folder stays) and
+        the edge refuses publishes. None: no such channel."""
+        row = await self.pool.fetchrow(
+            "UPDATE channels SET paused_at = coalesce(paused_at, now()), status = 'paused', status_reason = $2 "
+            "WHERE id = $1 AND deleted_at IS NULL RETURNING *",
+            channel_id, PAUSED_REASON,
+        )
+        return dict(row) if row else None
+
+    async def resume_channel(self, channel_id: str, limit: int | None) -> dict | None:
+        """Resume (idempotent): status ``waiting``, and the supervisor starts its actor again.
+        It counts against ``limit`` again, checked under the admission lock like a creation:
+        ``StreamLimitReached`` when full. None: no such channel."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "SELECT * FROM channels WHERE id = $1 AND deleted_at IS NULL FOR UPDATE", channel_id
+                )
+                if row is None or row["paused_at"] is None:  # unknown, or active already
+                    return dict(row) if row else None
+                if not await self._lock_room_for_one(conn, limit):
+                    raise StreamLimitReached(channel_id)
+                return dict(await conn.fetchrow(
+                    "UPDATE channels SET paused_at = NULL, status = 'waiting', status_reason = $2 "
+                    "WHERE id = $1 RETURNING *",
+                    channel_id, RESUMED_REASON,
+                ))
+
     async def delete_channel(self, channel_id: str) -> bool:
         """Soft delete: the channel stops, its clips stay."""
         result = await self.pool.execute(
@@ -181,15 +226,18 @@ class Store:
         return result.endswith(" 1")
 
     async def set_status(self, channel_id: str, status: str, reason: str = "") -> None:
+        """The supervisor's verdict; not on a paused channel (it stays ``paused``)."""
         await self.pool.execute(
-            "UPDATE channels SET status = $2, status_reason = $3 WHERE id = $1", channel_id, status, reason
+            "UPDATE channels SET status = $2, status_reason = $3 WHERE id = $1 AND paused_at IS NULL",
+            channel_id, status, reason,
         )
 
     async def report_health(self, channel_id: str, status: str, health: Health, reason: str = "") -> None:
-        """The actor's heartbeat: its own status and reason replace whatever was said before."""
+        """The actor's heartbeat: its own status and reason replace whatever was said before.
+        Not on a paused channel: the last heartbeat of its stopping actor must not hide the pause."""
         await self.pool.execute(
             "UPDATE channels SET status = $2, status_reason = $4, health = $3, health_at = now() "
-            "WHERE id = $1 AND deleted_at IS NULL",
+            "WHERE id = $1 AND deleted_at IS NULL AND paused_at IS NULL",
             channel_id, status, msgspec.to_builtins(health), reason,
         )
 
@@ -429,6 +477,29 @@ class Store:
         )
         return [dict(r) for r in clips], {r["id"]: r["retention"] for r in channels}
 
+    # -- workspace retention limits (011_workspace_settings.sql) ---------------------------
+    async def retention_limits(self) -> RetentionLimits:
+        """The global limits in force: none until set (``records.retention.stored_limits``)."""
+        return stored_limits(await self.pool.fetchval("SELECT value FROM workspace_settings WHERE name = 'retention'"))
+
+    async def set_retention_limits(self, limits: RetentionLimits) -> None:
+        await self.pool.execute(
+            "INSERT INTO workspace_settings (name, value) VALUES ('retention', $1) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = now()",
+            msgspec.to_builtins(limits),
+        )
+
+    async def retention_totals(self) -> tuple[int, int, list[dict]]:
+        """What the limits weigh on: the number of clips, their measured bytes (a clip counts 0
+        until the sweeper measures it), and the channels, not deleted, with ``retention``
+        settings of their own (``id``, ``name``, ``retention``), oldest first."""
+        clips, size = await self.pool.fetchrow("SELECT count(*), coalesce(sum(bytes), 0)::bigint FROM clips")
+        channels = await self.pool.fetch(
+            "SELECT id, name, settings->'retention' AS retention FROM channels "
+            "WHERE settings ? 'retention' AND deleted_at IS NULL ORDER BY created_at, id"
+        )
+        return clips, size, [dict(r) for r in channels]
+
     async def delete_clips(self, reasons: dict[str, str]) -> list[dict]:
         """Delete the clips (id → why) and record each deletion, in one transaction: from its
         commit on, no listing, resume or undelivered notification points at the files, which
@@ -541,4 +612,5 @@ def channel_view(row: dict, rtmp_url: str, *, reveal_stream_key: bool = False) -
         health_at=iso(row["health_at"]),
         created_at=iso(row["created_at"]),
         ingest=ingest,
+        paused=row.get("paused_at") is not None,
     )

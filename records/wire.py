@@ -78,7 +78,8 @@ class ClipTranscript(msgspec.Struct, frozen=True):
     cues: list[CaptionCue]  # as in the .srt and .vtt
 
 
-ChannelStatus = Literal["waiting", "live", "offline", "error", "degraded"]  # degraded: disk low
+# degraded: disk low; paused: through the API, no actor until resumed (010_channel_pause.sql)
+ChannelStatus = Literal["waiting", "live", "offline", "error", "degraded", "paused"]
 SourceKind = Literal["rtmp", "url"]
 
 
@@ -131,6 +132,7 @@ class ChannelView(msgspec.Struct):
     health_at: str | None
     created_at: str
     ingest: Ingest | None = None
+    paused: bool = False  # POST /api/channels/{id}/pause until /resume: no actor, no publish
 
 
 class ClipRecord(msgspec.Struct):
@@ -265,6 +267,7 @@ class ExportView(msgspec.Struct):
     id: str
     clip_id: str
     status: ExportStatus
+    progress: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]  # of the render, 0..1: 1 once done, 0 while queued
     options: ExportOptions
     download_url: str | None  # once done (signed when handed out)
     error: str | None  # once failed

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from records.retention import MAX_BYTES, MAX_DAYS
 from records.settings import Settings, load_api_key
 
 log = logging.getLogger("livecut")
@@ -39,8 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     up.add_argument("--max-vod-jobs", type=int, default=int(os.environ.get("LIVECUT_MAX_VOD_JOBS", 0)), help="VOD jobs running at once; the rest wait in submission order (default: the Ray cluster's CPUs)")
     up.add_argument("--vod-shard-seconds", type=float, default=float(os.environ.get("LIVECUT_VOD_SHARD_SECONDS", 180)), help="length of the shards a VOD recording is split into, one Ray task each (default 180)")
     up.add_argument("--max-upload-bytes", type=int, default=int(os.environ.get("LIVECUT_MAX_UPLOAD_BYTES", 20 * 1024**3)), help="largest upload (tus) accepted, in bytes (default 20 GiB)")
-    up.add_argument("--retention-days", type=_at_least_zero(float), default=os.environ.get("LIVECUT_RETENTION_DAYS", "0"), help="delete clips older than this many days, every channel's and VOD job's (default 0: keep)")
-    up.add_argument("--retention-bytes", type=_at_least_zero(int), default=os.environ.get("LIVECUT_RETENTION_BYTES", "0"), help="delete the oldest clips while all clips together take more bytes than this (default 0: no limit)")
+    up.add_argument("--retention-days", type=_at_least_zero(float, MAX_DAYS), default=os.environ.get("LIVECUT_RETENTION_DAYS") or None, help="delete clips older than this many days, every channel's and VOD job's; 0: no age limit. Given (or LIVECUT_RETENTION_DAYS), it replaces the stored limit at start; not given, the one set in the console's Settings stands (at first: none)")
+    up.add_argument("--retention-bytes", type=_at_least_zero(int, MAX_BYTES), default=os.environ.get("LIVECUT_RETENTION_BYTES") or None, help="delete the oldest clips while all clips together take more bytes than this; 0: no size limit. Given (or LIVECUT_RETENTION_BYTES), it replaces the stored limit at start; not given, the one set in the console's Settings stands (at first: none)")
     up.add_argument("--min-free-bytes", type=_at_least_zero(int), default=os.environ.get("LIVECUT_MIN_FREE_BYTES", str(1024**3)), help="below this free space on the data dir's disk, stream actors refuse new clips and shrink their ring buffers (default 1 GiB)")
     up.add_argument("--metrics-token", default=os.environ.get("LIVECUT_METRICS_TOKEN", ""), help="when set, GET /metrics wants it as a Bearer token (default: open; env LIVECUT_METRICS_TOKEN)")
     up.add_argument("--rate-limit", type=_positive_count, default=os.environ.get("LIVECUT_RATE_LIMIT", "100"), help="REST API requests per minute per API key, or per address without one (default 100)")
@@ -66,15 +67,15 @@ def _positive_count(text: str) -> int:
     return value
 
 
-def _at_least_zero(kind):
-    """An argparse type: a number of ``kind`` (int or float), 0 or more, at most 2**50."""
+def _at_least_zero(kind, most: float = 2**50):
+    """An argparse type: a number of ``kind`` (int or float), 0 or more, at most ``most``."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not 0 <= value <= 2**50:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"must be between 0 and 2**50: {text!r}")
+        if not 0 <= value <= most:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be between 0 and {'2**50' if most == 2**50 else f'{most:g}'}: {text!r}")
         return value
 
     parse.__name__ = kind.__name__

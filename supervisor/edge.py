@@ -3,7 +3,8 @@
 RTMP: the edge relays the publish's FLV bytes to the actor's FLV ingest. WHIP: the edge
 hands the offer to the actor, which runs the peer connection and the re-encode itself
 (``stream_actor.whip``), so the media's CPU is spent in the process that holds the channel's
-stream slot. One rule for both protocols: one publisher per channel at a time.
+stream slot. Rules for both protocols: one publisher per channel at a time, none while the
+channel is paused (it has no actor then).
 """
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ class PublishRouter:
             log.info("refused publish with unknown stream key %s", redact_key(stream_key))
             return None
         channel_id = channel["id"]
+        if channel["paused_at"] is not None:
+            log.info("refused publish to paused channel %s", channel_id)
+            return None
         if channel_id in self.publishing:
             log.info("refused a second publisher on live channel %s", channel_id)
             return None
@@ -54,6 +58,8 @@ class PublishRouter:
         channel = await self.store.channel_by_stream_key(stream_key)
         if channel is None or channel["id"] != channel_id or channel["source"] != "rtmp":
             return None
+        if channel["paused_at"] is not None:
+            raise WhipRefused(409, "conflict", "the channel is paused; resume it first")
         if channel_id in self.publishing:
             raise WhipRefused(409, "conflict", "the channel already has a publisher")
         self.publishing.add(channel_id)  # before any await: two racing publishes cannot both pass

@@ -1,9 +1,10 @@
 """The retention sweeper of ``livecut up``, and the removal of ring folders left behind.
 
 Every ``interval`` seconds it finishes interrupted file removals, measures clips whose size
-is not known yet (rows from before migration 006, and new ones), asks
-``records.retention.select_expired`` which clips the limits no longer allow, and deletes
-them oldest first through ``records.clip_removal`` (row, then files).
+is not known yet (rows from before migration 006, and new ones), reads the limits (the
+global ones from Postgres on every pass, so a change made in the console applies at the
+next pass), asks ``records.retention.select_expired`` which clips they no longer allow, and
+deletes those oldest first through ``records.clip_removal`` (row, then files).
 """
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from pathlib import Path
 import msgspec
 
 from records.clip_removal import finish_pending_removals, remove_clips
-from records.retention import ClipUsage, RetentionLimits, RetentionOptions, select_expired
+from records.retention import ClipUsage, RetentionLimits, channel_limits, select_expired
 from records.store import Store
 
-__all__ = ["RetentionSweeper", "file_sizes", "remove_orphan_rings"]
+__all__ = ["RetentionSweeper", "apply_start_limits", "file_sizes", "remove_orphan_rings"]
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,21 @@ def file_sizes(rows: list[dict]) -> dict[str, int]:
     return sizes
 
 
-def _channel_options(raw: dict[str, object]) -> dict[str, RetentionOptions]:
-    options = {}
-    for channel_id, value in raw.items():
-        try:
-            options[channel_id] = msgspec.convert(value, RetentionOptions)
-        except msgspec.ValidationError as exc:  # stored before a bound tightened: global limits only
-            log.warning("channel %s: ignoring its retention settings: %s", channel_id, exc)
-    return options
+async def apply_start_limits(store: Store, max_age_days: float | None, max_bytes: int | None) -> RetentionLimits:
+    """``livecut up --retention-days/--retention-bytes``: a limit given replaces the stored one
+    of its kind (the flags win at start; the console may change them afterwards), one not
+    given (None) leaves the stored one standing. Returns the limits in force."""
+    limits = await store.retention_limits()
+    given = {k: v for k, v in (("max_age_days", max_age_days), ("max_bytes", max_bytes)) if v is not None}
+    if given:
+        limits = msgspec.convert({**msgspec.to_builtins(limits), **given}, RetentionLimits)  # bounds checked
+        await store.set_retention_limits(limits)
+    return limits
 
 
 class RetentionSweeper:
-    def __init__(self, store: Store, limits: RetentionLimits, interval: float = SWEEP_INTERVAL) -> None:
+    def __init__(self, store: Store, interval: float = SWEEP_INTERVAL) -> None:
         self.store = store
-        self.limits = limits
         self.interval = interval
 
     async def sweep(self) -> dict[str, str]:
@@ -67,8 +69,8 @@ class RetentionSweeper:
         clips, channels = await self.store.retention_usage()
         expired = select_expired(
             [ClipUsage(c["id"], c["channel_id"], c["age_seconds"], c["bytes"]) for c in clips],
-            self.limits,
-            _channel_options(channels),
+            await self.store.retention_limits(),
+            channel_limits(channels),
         )
         if expired:
             deleted = set(await remove_clips(self.store, expired))

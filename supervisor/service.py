@@ -28,9 +28,8 @@ from records.settings import Settings
 from records.store import Store
 from supervisor.demo import DemoPublisher, ensure_demo_channel, sample_path
 from supervisor.edge import PublishRouter
-from supervisor.retention import RetentionSweeper, remove_orphan_rings
+from supervisor.retention import RetentionSweeper, apply_start_limits, remove_orphan_rings
 from supervisor.webhook_delivery import webhook_worker
-from records.retention import RetentionLimits
 from vod.jobs import VodOptions, VodScheduler
 from vod.export_jobs import ExportScheduler, ExportSchedulerOptions
 from stream_actor.asr_server import AsrServerOptions
@@ -136,9 +135,9 @@ async def run_service(settings: Settings, *, demo: bool = False) -> None:
         active = {c["id"] for c in await store.list_channels()}
         if removed := await asyncio.to_thread(remove_orphan_rings, data_dir, active):
             log.info("removed the ring folders of %d deleted channel(s)", len(removed))
-        sweeper = RetentionSweeper(store, RetentionLimits(
-            max_age_days=settings.retention_days, max_bytes=settings.retention_bytes
-        ))
+        limits = await apply_start_limits(store, settings.retention_days, settings.retention_bytes)
+        log.info("retention, global: %r (0: no limit of that kind)", limits)
+        sweeper = RetentionSweeper(store)
         stop_sweeper = asyncio.Event()
         sweeper_task = asyncio.create_task(sweeper.run(stop_sweeper))
         stack.push_async_callback(_stop_task, sweeper_task, stop_sweeper)

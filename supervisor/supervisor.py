@@ -1,9 +1,9 @@
 """The supervisor: a named Ray actor that reconciles Postgres (desired) with stream actors (actual).
 
 Each active channel gets exactly one stream actor, named by channel id, so a duplicate
-cannot arise; actors whose channel is gone are stopped. An actor whose heartbeat (its health
-row in Postgres) goes stale, or that falls too far behind, is restarted and the reason is
-written to the channel's event log. Ray restarts crashed actors (``max_restarts``); the
+cannot arise; actors whose channel is gone or paused are stopped. An actor whose heartbeat
+(its health row in Postgres) goes stale, or that falls too far behind, is restarted and the
+reason is written to the channel's event log. Ray restarts crashed actors (``max_restarts``); the
 reconcile loop starts them again and covers what Ray does not (a lost node, a stuck process).
 """
 from __future__ import annotations
@@ -75,10 +75,10 @@ class Supervisor:
             await asyncio.sleep(RECONCILE_INTERVAL)
 
     async def reconcile(self) -> dict[str, list[str]]:
-        """Start missing actors, (re)start restarted ones, stop those without a channel."""
+        """Start missing actors, (re)start restarted ones, stop those without an active channel."""
         async with self._lock:
             try:
-                channels = {c["id"]: c for c in await self.store.list_channels()}
+                listed = {c["id"]: c for c in await self.store.list_channels()}
             except Exception:
                 self._store_down = True
                 raise
@@ -86,8 +86,11 @@ class Supervisor:
                 self._store_down = False
                 self.started_at = dict.fromkeys(self.started_at, time.monotonic())
             await self._adopt()
+            channels = {cid: c for cid, c in listed.items() if c["paused_at"] is None}  # those that get actors
             started, stopped = [], []
             for channel_id, channel in channels.items():
+                if channel_id in self._stopping:
+                    continue  # resumed while its actor still stops (same name): started on a later pass
                 if channel_id not in self.actors:
                     self.actors[channel_id] = self._create(channel)
                     self.started_at[channel_id] = time.monotonic()
@@ -105,9 +108,11 @@ class Supervisor:
                     await self.store.set_status(channel_id, "error", f"actor failed to start: {exc!r}")
             for channel_id in set(self.actors) - set(channels):
                 # in the background: a graceful stop waits for the clip in progress, and
-                # other channels must not wait for it
-                # the channel is gone: its ring folder goes with the actor (clips stay)
-                task = self._stopping[channel_id] = asyncio.create_task(self._stop(channel_id, discard=True))
+                # other channels must not wait for it.
+                # A deleted channel's ring folder goes with the actor (clips stay); a paused
+                # one's stays for its resume.
+                deleted = channel_id not in listed
+                task = self._stopping[channel_id] = asyncio.create_task(self._stop(channel_id, discard=deleted))
                 task.add_done_callback(lambda _, cid=channel_id: self._stopping.pop(cid, None))
                 stopped.append(channel_id)
             return {"running": sorted(started), "stopped": stopped}

@@ -464,6 +464,85 @@ async def test_concurrent_registrations_never_overshoot_the_limit(client, store,
     assert len(await store.list_channels()) == 3
 
 
+async def test_pause_and_resume_a_channel(client, control, store):
+    created = (await client.post("/api/channels", json={"name": "cam", "source": "rtmp"}, headers=AUTH)).json()
+    assert created["paused"] is False
+    path = f"/api/channels/{created['id']}"
+    await store.report_health(created["id"], "live", Health(seconds_buffered=5.0))
+    await store.pool.execute(  # a receiver of channel.status webhooks, from here on
+        "INSERT INTO webhooks (id, url, events, secret) VALUES ('wh', 'https://hooks.example/in', '{channel.status}', 'whsec_x')"
+    )
+    calls = control.calls
+
+    for _ in range(2):  # idempotent
+        paused = await client.post(f"{path}/pause", headers=AUTH)
+        assert paused.status_code == 200, paused.text
+        assert (paused.json()["status"], paused.json()["paused"]) == ("paused", True)
+        assert paused.json()["status_reason"] == "paused through the API"
+        assert "stream_key" not in paused.json()["ingest"]  # shown on create and rotation only
+    assert control.calls == calls + 2  # the supervisor is told: it stops the actor
+    # the stopping actor's last heartbeat and the supervisor's verdicts do not un-pause the look of it
+    await store.report_health(created["id"], "offline", Health(seconds_buffered=5.0))
+    await store.set_status(created["id"], "error", "restarted: no heartbeat for 20s")
+    got = (await client.get(path, headers=AUTH)).json()
+    assert (got["status"], got["paused"], got["status_reason"]) == ("paused", True, "paused through the API")
+    assert (await client.get("/api/channels", headers=AUTH)).json()["items"][0]["paused"] is True
+    metrics = (await client.get("/metrics")).text
+    assert f'livecut_channel_status{{channel_id="{created["id"]}",status="paused"}} 1.0' in metrics
+
+    for _ in range(2):
+        resumed = await client.post(f"{path}/resume", headers=AUTH)
+        assert resumed.status_code == 200, resumed.text
+        assert (resumed.json()["status"], resumed.json()["paused"]) == ("waiting", False)
+    assert control.calls == calls + 4
+    await store.report_health(created["id"], "live", Health(seconds_buffered=1.0))  # its new actor reports
+    assert (await client.get(path, headers=AUTH)).json()["status"] == "live"
+    # both changes were announced like any other status change (008_webhooks.sql)
+    announced = await store.pool.fetch("SELECT data FROM webhook_deliveries WHERE type = 'channel.status' ORDER BY id")
+    assert [(r["data"]["previous_status"], r["data"]["status"]) for r in announced] == [
+        ("live", "paused"), ("paused", "waiting"), ("waiting", "live")]
+
+    for action in ("pause", "resume"):
+        assert_error(await client.post(f"/api/channels/nope/{action}", headers=AUTH), 404, "not_found")
+    assert (await client.delete(path, headers=AUTH)).status_code == 204
+    for action in ("pause", "resume"):  # a deleted channel is unknown too
+        assert_error(await client.post(f"{path}/{action}", headers=AUTH), 404, "not_found")
+
+
+async def test_a_read_key_cannot_pause_or_resume(client, store):
+    made = await client.post("/api/keys", json={"scope": "read", "name": "viewer"}, headers=AUTH)
+    assert made.status_code == 201, made.text
+    read = {"Authorization": f"Bearer {made.json()['key']}"}
+    channel = await store.create_channel(ChannelCreate(name="cam", source="rtmp"), {})
+    for action in ("pause", "resume"):
+        error = assert_error(await client.post(f"/api/channels/{channel['id']}/{action}", headers=read), 403, "forbidden")
+        assert "ingest" in error["message"]
+    assert (await store.get_channel(channel["id"]))["paused_at"] is None
+
+
+async def test_a_paused_channel_frees_its_stream_slot_and_resuming_needs_one(client, store, control):
+    control.limit = StreamLimit(limit=2, why="--max-streams 2")
+    first, second = [(await client.post("/api/channels", json={"name": f"c{i}", "source": "rtmp"}, headers=AUTH)).json()
+                     for i in range(2)]
+    assert_error(await client.post("/api/channels", json={"name": "c3", "source": "rtmp"}, headers=AUTH),
+                 409, "limit_exceeded")
+    assert (await client.post(f"/api/channels/{first['id']}/pause", headers=AUTH)).status_code == 200
+    third = await client.post("/api/channels", json={"name": "c3", "source": "rtmp"}, headers=AUTH)
+    assert third.status_code == 201, third.text  # the paused channel does not count
+
+    calls = control.calls
+    error = assert_error(await client.post(f"/api/channels/{first['id']}/resume", headers=AUTH), 409, "limit_exceeded")
+    assert error["message"] == "stream limit reached: 2 active channels (--max-streams 2)"
+    assert control.calls == calls  # refused: nothing to start
+    assert (await client.get(f"/api/channels/{first['id']}", headers=AUTH)).json()["status"] == "paused"
+    # an active channel resumed is a no-op, full or not
+    assert (await client.post(f"/api/channels/{second['id']}/resume", headers=AUTH)).status_code == 200
+
+    assert (await client.delete(f"/api/channels/{third.json()['id']}", headers=AUTH)).status_code == 204
+    resumed = await client.post(f"/api/channels/{first['id']}/resume", headers=AUTH)
+    assert resumed.status_code == 200 and resumed.json()["status"] == "waiting", resumed.text
+
+
 async def test_url_credentials_are_shown_only_to_the_creator_once(client, settings):
     settings.allow_private_urls = True
     url = "rtsp://admin:hunter2@10.0.0.7/stream1?token=s3cret"

@@ -6,10 +6,11 @@ Playwright) against a real `livecut up` (issue 14).
    in the feed without a reload; its video plays and its captions load; search finds it by a
    spoken word; its page shows a bar per signal that fired and an export runs to a download
    link. Key rotation and deletion with a confirmation. A VOD URL submitted runs to its clips.
-2. A `read` key sees a read-only console: no stream keys, no create, delete or rotate buttons.
+2. A channel paused and resumed from its card. A `read` key sees a read-only console: no
+   stream keys, no create, delete, rotate or pause buttons.
 3. A webhook created in Settings shows its secret once, a ping reaches a local receiver and
    shows in its delivery log, and a redelivery sends the same event again. API keys are made
-   and revoked there too.
+   and revoked there too, and the retention limits set (a bad value shown beside its field).
 4. Every page, at desktop (1280x800) and phone (390x844) widths: no serious or critical axe-core
    violations, nothing wider than the screen, and a screenshot under tests/artifacts/.
 5. Real OBS Studio (../shared/OBS.md), configured with the server and key the console showed,
@@ -104,6 +105,15 @@ def _axe_violations(page) -> list[dict]:
     ]
 
 
+def _decode_qr(png: bytes) -> str:
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    text, _, _ = cv2.QRCodeDetector().detectAndDecode(image)
+    return text
+
+
 def _screenshot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")  # else the sticky header lands mid-page in a full-page shot
@@ -157,6 +167,12 @@ def test_an_rtmp_channel_registered_in_the_console_gives_a_clip_that_plays(conso
     (channel,) = stack.api("GET", "/api/channels").json()["items"]
     assert channel["name"] == "studio" and channel["settings"].get("profile") == "just_chatting", channel
     assert not any(stream_key in u for u in c.urls), "the stream key never goes into a URL"
+    whip_command = page.inner_text("[data-testid=whip-command]")
+    assert f"-f whip -authorization {stream_key} " in whip_command and "/whip/" in whip_command
+    # a phone app scans the RTMP URL with its key: read the drawn code back with OpenCV
+    assert page.locator("[data-testid=ingest-qr]").count() == 0
+    page.click("[data-testid=qr-toggle]")
+    assert _decode_qr(page.locator("[data-testid=ingest-qr]").screenshot()) == f"{rtmp_url}/{stream_key}"
     card = page.locator(f"[data-testid=channel-card][data-id='{channel['id']}']")
     card.wait_for()
 
@@ -307,12 +323,66 @@ def test_a_vod_submitted_in_the_console_runs_to_its_clips(console, stack, broadc
             arg=[job_id, len(clips)], timeout=30_000,
         )
         assert job.locator(".job-pct").inner_text() == "100%"
+
+        # the feed filtered by this job shows its clips, labelled with its name
+        c.show("live")
+        page.wait_for_selector(f"#channel option[value='vod:{job_id}']", state="attached", timeout=20_000)
+        page.select_option("#channel", f"vod:{job_id}")
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('#clips [data-testid=clip-card]').length === n", arg=len(clips),
+            timeout=30_000,
+        )
+        shown = page.eval_on_selector_all("#clips [data-testid=clip-card]", "cards => cards.map(c => c.dataset.id)")
+        assert sorted(shown) == sorted(clip["id"] for clip in clips)
+        name = stack.api("GET", f"/api/vods/{job_id}").json()["name"]
+        assert set(page.locator("#clips [data-testid=clip-card] .channel-name").all_inner_texts()) == {name}
+        page.select_option("#channel", "*")
     finally:
         server.shutdown()
         server.server_close()
 
 
 # -- 2. a read key ----------------------------------------------------------------------
+
+def test_a_channel_is_paused_and_resumed_from_its_card(console, stack):
+    made = stack.api("POST", "/api/channels", json={"name": "napping", "source": "rtmp"}).json()
+    path = f"/api/channels/{made['id']}"
+    try:
+        c = console()
+        page = c.page
+        c.show("channels")
+        selector = f"[data-testid=channel-card][data-id='{made['id']}']"
+        card = page.locator(selector)
+        card.wait_for()
+        assert card.locator("[data-testid=channel-resume]").count() == 0
+        pause = card.locator("[data-testid=channel-pause]")
+        assert pause.inner_text() == "Pause" and "napping" in pause.get_attribute("aria-label")
+        pause.focus()  # a plain button: reachable and pressed from the keyboard
+        assert page.evaluate("document.activeElement.dataset.testid") == "channel-pause"
+        page.keyboard.press("Enter")
+        page.wait_for_selector(f"{selector}[data-status=paused]")
+        got = stack.api("GET", path).json()
+        assert (got["status"], got["paused"]) == ("paused", True)
+        # the supervisor stops its actor meanwhile; polls go on showing it paused
+        page.wait_for_timeout(5_000)
+        assert card.get_attribute("data-status") == "paused" and card.locator(".badge").text_content() == "paused"
+        assert stack.api("GET", path).json()["status"] == "paused"
+
+        resume = card.locator("[data-testid=channel-resume]")
+        assert resume.inner_text() == "Resume"
+        resume.click()
+        page.wait_for_selector(f"{selector}:not([data-status=paused])")
+        assert card.locator("[data-testid=channel-pause]").is_visible()
+        got = stack.api("GET", path).json()
+        assert got["paused"] is False and got["status"] != "paused"
+
+        page.once("dialog", lambda d: d.accept())
+        card.locator("[data-testid=channel-delete]").click()
+        card.wait_for(state="detached")
+        assert stack.api("GET", path).status_code == 404
+    finally:
+        stack.api("DELETE", path)
+
 
 def test_a_read_key_sees_a_read_only_console(console, stack):
     made = stack.api("POST", "/api/channels", json={"name": "watched", "source": "rtmp"}).json()
@@ -328,12 +398,15 @@ def test_a_read_key_sees_a_read_only_console(console, stack):
             c.show(view)
             page.wait_for_timeout(300)
             for testid in ("channel-create", "channel-name", "stream-key", "rtmp-url", "rotate-key", "channel-delete",
-                           "vod-submit", "vod-urls", "webhook-create", "key-create"):
+                           "channel-pause", "channel-resume",
+                           "vod-submit", "vod-urls", "webhook-create", "key-create",
+                           "retention-save", "retention-days", "retention-gb"):
                 assert page.locator(f"[data-testid={testid}]:visible").count() == 0, (view, testid)
             assert page.locator("#main button:visible", has_text="Create").count() == 0, view
             assert stream_key not in page.content(), view
         c.show("settings")
         assert "admin key" in page.inner_text("#settings-view")
+        page.wait_for_function("() => document.getElementById('retention-now').textContent !== ''")  # shown, read only
         c.show("channels")
         assert "read only" in page.inner_text("#channels-view")
     finally:
@@ -437,6 +510,55 @@ def test_a_webhook_made_in_settings_delivers_and_keys_are_made_and_revoked(conso
     row.locator("[data-testid=webhook-delete]").click()
     row.wait_for(state="detached")
     assert stack.api("GET", "/api/webhooks").json()["items"] == []
+
+
+def test_retention_limits_are_set_in_settings(console, stack):
+    own = stack.api("POST", "/api/channels", json={"name": "kept a week", "source": "rtmp",
+                                                     "settings": {"retention": {"max_age_days": 7}}}).json()
+    retention = "/api/settings/retention"
+    try:
+        c = console()
+        page = c.page
+        c.show("settings")
+        page.wait_for_function("() => /clip/.test(document.getElementById('retention-usage').textContent)")
+        usage = stack.api("GET", retention).json()["usage"]
+        assert f"{usage['clips']} clip" in page.inner_text("[data-testid=retention-usage]")
+        assert "No limits now" in page.inner_text("[data-testid=retention-now]")
+        row = page.locator("[data-testid=retention-channel]", has_text="kept a week")  # read-only: its own limits
+        assert "7 days" in row.inner_text()
+
+        page.fill("[data-testid=retention-days]", "30")
+        page.fill("[data-testid=retention-gb]", "2")  # GB of 10^9 bytes, as the label says
+        page.click("[data-testid=retention-save]")
+        page.wait_for_function("() => document.getElementById('retention-msg').textContent.startsWith('Saved')")
+        assert stack.api("GET", retention).json()["limits"] == {"max_age_days": 30.0, "max_bytes": 2 * 10**9}
+        assert "older than 30 days" in page.inner_text("[data-testid=retention-now]")
+        page.reload()  # the page shows what is stored
+        page.wait_for_selector("#settings-view:not([hidden])")
+        page.wait_for_function("() => document.querySelector('[data-testid=retention-days]').value === '30'")
+        assert page.input_value("[data-testid=retention-gb]") == "2"
+
+        # a bad value: the API's error beside its field, and nothing changed
+        page.fill("[data-testid=retention-gb]", "-1")
+        page.click("[data-testid=retention-save]")
+        page.wait_for_selector("#retention-gb-error:not([hidden])")
+        assert "max_bytes" in page.inner_text("#retention-gb-error")
+        assert page.get_attribute("[data-testid=retention-gb]", "aria-invalid") == "true"
+        assert page.locator("#retention-days-error").is_hidden()
+        assert "Not saved" in page.inner_text("#retention-msg")
+        _screenshot(page, "settings-retention-error-desktop")
+        assert stack.api("GET", retention).json()["limits"] == {"max_age_days": 30.0, "max_bytes": 2 * 10**9}
+
+        # back to no limits: 0 and empty both mean none
+        page.fill("[data-testid=retention-days]", "0")
+        page.fill("[data-testid=retention-gb]", "")
+        page.click("[data-testid=retention-save]")
+        page.wait_for_function("() => document.getElementById('retention-msg').textContent.startsWith('Saved')")
+        assert page.locator("#retention-gb-error").is_hidden()
+        assert stack.api("GET", retention).json()["limits"] == {"max_age_days": 0.0, "max_bytes": 0}
+    finally:
+        stack.api("PUT", retention, json={})
+        stack.api("DELETE", f"/api/channels/{own['id']}")
 
 
 # -- 4. accessibility, phone width, screenshots ----------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import itertools
+import math
 import os
 import re
 import secrets
@@ -15,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import asyncpg
 import av
 import cv2
 import httpx
@@ -36,8 +39,8 @@ from records.store import Store
 from records.wire import ChannelCreate, ClipRecord, ExportOptions, MomentEvent, Word, clip_stream_key, new_commit_key
 from test_feed import serving
 from vod.caption_images import CaptionStyle, active_word, render_cue
-from vod.export import TARGET_LUFS, output_size
-from vod.export_jobs import ExportScheduler, ExportSchedulerOptions
+from vod.export import TARGET_LUFS, FrameProgress, RenderResult, output_size, rendering
+from vod.export_jobs import PROGRESS_EVERY, ExportScheduler, ExportSchedulerOptions, ProgressGate
 from vod.reframe import ReframeOptions, crop_path
 
 KEY = "export-key-5d1e"
@@ -132,6 +135,29 @@ def test_output_size_never_exceeds_max_height_or_upscales_a_wide_picture():
     assert output_size(1280, 720, "1:1", 480) == (480, 480)
 
 
+# -- progress (pure) ---------------------------------------------------------------------
+
+def test_frame_progress_tells_each_percent_once_and_stays_below_one_until_the_end():
+    progress = FrameProgress(1000)
+    told = [f for f in (progress.advance() for _ in range(1000)) if f is not None]
+    assert told == [n / 100 for n in range(1, 100)]
+    few = FrameProgress(30)  # fewer frames than points: one value a frame
+    told = [f for f in (few.advance() for _ in range(30)) if f is not None]
+    assert len(told) == 30 and told[0] == 0.03 and told[-1] == 0.99 and told == sorted(set(told))
+    more = FrameProgress(10)  # a decoder that gives more frames than the packets promised
+    assert max(f for f in (more.advance() for _ in range(15)) if f is not None) < 1.0
+
+
+def test_the_progress_gate_stores_the_first_value_then_at_most_one_a_second_that_moved():
+    gate = ProgressGate()
+    assert not gate.admit(0.005, 0.0)  # not a percentage point yet
+    assert gate.admit(0.01, 0.0)  # the first: the row shows it started
+    assert not gate.admit(0.2, PROGRESS_EVERY / 2)  # too soon
+    assert not gate.admit(0.015, PROGRESS_EVERY * 2)  # moved too little
+    assert gate.admit(0.3, PROGRESS_EVERY * 2)
+    assert not gate.admit(0.3, PROGRESS_EVERY * 10)  # did not move
+
+
 # -- caption images (pure) ---------------------------------------------------------------
 
 def test_karaoke_draws_the_spoken_word_in_the_highlight_colour():
@@ -155,6 +181,30 @@ def test_karaoke_draws_the_spoken_word_in_the_highlight_colour():
     assert plain.shape == first.shape  # the layout does not move as the highlight does
 
 
+# -- the render's progress ------------------------------------------------------------------
+
+def test_the_render_tells_its_progress_rising_to_one_with_the_file_whole(clip_file, tmp_path):
+    dest = tmp_path / "out.mp4"
+    options = ExportOptions(aspect="9:16", reframe="speaker", captions="none", max_height=240)
+    steps = rendering(str(clip_file[0]), str(dest), options, [])
+    told = []
+    while True:
+        try:
+            told.append(next(steps))
+        except StopIteration as end:
+            result = end.value
+            break
+        if told[-1] == 1.0:
+            assert dest.exists()  # 1 only once the file is whole
+        else:
+            assert not dest.exists()
+    assert isinstance(result, RenderResult) and abs(result.frames - FPS * SECONDS) <= 1
+    assert told[-1] == 1.0 and all(0.0 < f < 1.0 for f in told[:-1])
+    assert all(b > a for a, b in zip(told, told[1:])), told  # rising
+    # both frame passes (faces, then encoding) count: about one value per percent
+    assert len(told) >= 90 and any(0.4 < f < 0.6 for f in told), told
+
+
 # -- one export, end to end --------------------------------------------------------------
 
 class Exported(msgspec.Struct):
@@ -170,6 +220,7 @@ class Exported(msgspec.Struct):
     unknown_clip: tuple[int, dict]
     read_key_post: int
     broken: dict  # an export of a clip whose file is not media
+    documented: dict  # the OpenAPI document's schema of GET …/exports/{export_id}
 
 
 def make_clip(path: Path) -> np.ndarray:
@@ -236,6 +287,8 @@ async def _flow(dsn: str, redis_url: str, data_dir: Path, clip_path: Path) -> Ex
             if final["download_url"]:
                 video.write_bytes((await http.get(final["download_url"])).content)  # signed: no key
             unsigned = (await http.get(f"/api/clips/{clip.id}/exports/{created[1]['id']}/video")).status_code
+            spec = (await http.get("/openapi.json")).json()
+            documented = spec["paths"]["/api/clips/{clip_id}/exports/{export_id}"]["get"]["responses"]["200"]
             for _ in range(600):
                 broken_row = (await http.get(f"/api/clips/{broken_clip.id}/exports/{broken['id']}", headers=AUTH)).json()
                 if broken_row["status"] in ("done", "failed"):
@@ -247,7 +300,7 @@ async def _flow(dsn: str, redis_url: str, data_dir: Path, clip_path: Path) -> Ex
         entries = await redis.xrange(clip_stream_key(channel["id"]))
         kinds = [fields[b"kind"].decode() for _, fields in entries]
         return Exported(created, events, final, listed, video, unsigned, outbox, kinds, bad_bodies, unknown,
-                        read_post, broken_row)
+                        read_post, broken_row, documented["content"]["application/json"]["schema"])
     finally:
         stop.set()
         for task in tasks:
@@ -313,17 +366,33 @@ def test_the_export_finishes_and_its_signed_url_downloads_a_faststart_mp4(export
 
 
 def test_the_export_event_goes_through_the_outbox_to_socketio(exported):
-    assert [r["payload"]["status"] for r in exported.outbox if r["payload"]["id"] == exported.final["id"]] == [
-        "queued", "running", "done"]
+    statuses = [r["payload"]["status"] for r in exported.outbox if r["payload"]["id"] == exported.final["id"]]
+    assert [status for status, _ in itertools.groupby(statuses)] == ["queued", "running", "done"]
     assert {r["stream"] for r in exported.outbox} == {clip_stream_key(exported.final["channel_id"])}
     assert "export" in exported.stream_kinds and "clip" in exported.stream_kinds  # the channel's own stream
     mine = [e for e in exported.events if e["id"] == exported.final["id"]]
     assert mine[-1]["status"] == "done" and "sig=" in mine[-1]["download_url"]
 
 
+def test_the_export_progress_moves_while_it_runs_and_ends_at_one(exported):
+    assert exported.created[1]["progress"] == 0.0
+    assert exported.documented["properties"]["progress"] == {"type": "number", "minimum": 0.0, "maximum": 1.0}
+    assert "progress" in exported.documented["required"]
+    assert exported.final["progress"] == 1.0 and exported.listed["items"][0]["progress"] == 1.0
+    announced = [r["payload"] for r in exported.outbox if r["payload"]["id"] == exported.final["id"]]
+    running = [a["progress"] for a in announced if a["status"] == "running"]
+    assert any(0.0 < p < 1.0 for p in running), announced  # announced while it rendered
+    progress = [a["progress"] for a in announced]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    tenths = [math.ceil(p * 10 - 1e-4) for p in running if p > 0]
+    assert len(tenths) == len(set(tenths)), running  # at most one announcement per tenth
+    received = [e["progress"] for e in exported.events if e["id"] == exported.final["id"]]
+    assert any(0.0 < p < 1.0 for p in received)  # Socket.IO clients see it move
+
+
 def test_a_clip_that_is_not_media_fails_its_export_with_the_reason(exported):
     assert exported.broken["status"] == "failed" and exported.broken["error"], exported.broken
-    assert exported.broken["download_url"] is None
+    assert exported.broken["download_url"] is None and exported.broken["progress"] == 0.0
 
 
 def test_the_face_stays_in_the_middle_third_of_every_sampled_frame(exported, clip_file):
@@ -381,12 +450,17 @@ def test_duration_matches_the_clip_and_loudness_is_normalised(exported, clip_fil
 
 # -- restarts ------------------------------------------------------------------------------
 
-async def test_an_export_left_running_is_queued_again_then_failed_after_its_attempts(store, tmp_path):
+async def _stored_clip(store, tmp_path) -> ClipRecord:
+    """A channel's clip row (its file need not exist: the store does not read it)."""
     channel = await store.create_channel(ChannelCreate(name="c", source="rtmp"), {})
-    clip = await store.commit_clip(ClipRecord(
+    return await store.commit_clip(ClipRecord(
         id=new_commit_key(), channel_id=channel["id"], stream_start=0, stream_end=5, score=0.5, signals={},
         transcript="", video_path=str(tmp_path / "v.mp4"), thumbnail_path="", duration=5, created_at="",
     ), MomentEvent(t=1, score=0.5, signals={}))
+
+
+async def test_an_export_left_running_is_queued_again_then_failed_after_its_attempts(store, tmp_path):
+    clip = await _stored_clip(store, tmp_path)
     exports = ExportStore(store.pool)
     row = await exports.create(clip.id, ExportOptions())
     for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -397,6 +471,40 @@ async def test_an_export_left_running_is_queued_again_then_failed_after_its_atte
     final = await exports.get(clip.id, row["id"])
     assert final["status"] == "failed" and "interrupted" in final["error"]
     assert await exports.finish(row["id"], path="x", width=1, height=1, duration=1, cpu=1) is None  # final stays final
+
+
+async def test_progress_is_stored_only_while_running_and_announced_at_each_new_tenth(store, tmp_path):
+    clip = await _stored_clip(store, tmp_path)
+    exports = ExportStore(store.pool)
+
+    async def announced(export_id: str) -> list[tuple[str, float]]:
+        rows = await store.pool.fetch(
+            "SELECT payload FROM outbox WHERE kind = 'export' AND payload->>'id' = $1 ORDER BY id", export_id)
+        return [(r["payload"]["status"], r["payload"]["progress"]) for r in rows]
+
+    row = await exports.create(clip.id, ExportOptions())
+    assert await exports.progress(row["id"], 0.5) is None  # queued: nothing renders it
+    assert (await exports.get(clip.id, row["id"]))["progress"] == 0.0
+    await exports.start(row["id"])
+    for fraction in (0.04, 0.08, 0.1, 0.13, 0.35):
+        assert (await exports.progress(row["id"], fraction))["progress"] == pytest.approx(fraction)
+    assert await announced(row["id"]) == [("queued", 0.0), ("running", 0.0), ("running", 0.04),
+                                          ("running", 0.13), ("running", 0.35)]
+    with pytest.raises(asyncpg.CheckViolationError):
+        await exports.progress(row["id"], 1.5)
+    assert await exports.recover() == (1, 0)  # a stopped livecut up: queued again, from 0
+    assert (await exports.get(clip.id, row["id"]))["progress"] == 0.0
+    await exports.start(row["id"])
+    await exports.progress(row["id"], 0.6)
+    done = await exports.finish(row["id"], path="x", width=1, height=1, duration=1, cpu=1)
+    assert done["progress"] == 1.0
+    assert await exports.progress(row["id"], 0.7) is None  # done stays done, at 1
+    assert (await exports.get(clip.id, row["id"]))["progress"] == 1.0
+
+    failed = await exports.create(clip.id, ExportOptions())
+    await exports.fail(failed["id"], "no")
+    assert await exports.progress(failed["id"], 0.2) is None
+    assert await announced(failed["id"]) == [("queued", 0.0), ("failed", 0.0)]
 
 
 def test_the_sweep_removes_deleted_clips_exports_and_dead_renders_only(tmp_path):

@@ -193,3 +193,28 @@ async def test_raw_flv_without_the_token_is_refused_and_the_publisher_gets_in(st
     assert sum(s["video"] for s in seen) >= 45 and sum(s["audio"] for s in seen) >= 45, seen
     assert router.tickets == 1 and src.refused == 0
     assert src.unauthenticated >= 2 + MAX_UNAUTHENTICATED  # raw, wrong token, the held ones
+
+
+async def test_a_paused_channel_takes_no_publish_until_resumed(store):
+    """RTMP is refused (no ticket asked of the actor), WHIP answered 409 with the reason."""
+    from gateway.whip import WhipRefused
+
+    channel = await store.create_channel(ChannelCreate(name="paused", source="rtmp"), {})
+    src = FlvPushSource()
+    router = _TicketFromSource(store, src)
+    try:
+        await store.pause_channel(channel["id"])
+        assert await router("live", channel["stream_key"]) is None
+        with pytest.raises(WhipRefused) as refused:
+            await router.open_for_whip(channel["id"], channel["stream_key"])
+        assert (refused.value.status, refused.value.code) == (409, "conflict")
+        assert "paused" in refused.value.message
+        assert router.tickets == 0 and not router.publishing
+
+        await store.resume_channel(channel["id"], limit=None)
+        sink = await router("live", channel["stream_key"])
+        assert sink is not None and router.tickets == 1
+        await sink.close()
+        assert not router.publishing
+    finally:
+        src.close()

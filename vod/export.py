@@ -15,6 +15,11 @@ The pipeline (``render``), in three passes over the clip file:
    letterboxed over a blurred, zoomed copy of itself; the caption of the moment blended in
    (``vod.caption_images``); libx264, ``movflags=+faststart``.
 
+``rendering`` is the render as a generator of its progress: the fraction of the frame passes
+done (1 and 3; 2 is short), then 1 once the file is whole. The Ray task streams it to the
+scheduler (a streaming generator task: each fraction, then the ``RenderResult``); ``render``
+runs it through for callers that do not watch.
+
 Times are seconds from the clip's first video frame, as the clip's words are.
 """
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from collections.abc import Generator, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,7 +41,7 @@ from records.wire import ExportOptions, Word
 from vod.caption_images import CaptionStyle, CaptionTrack, blend
 from vod.reframe import CropPath, ReframeOptions, crop_path
 
-__all__ = ["RenderResult", "output_size", "render", "submit_export"]
+__all__ = ["FrameProgress", "RenderResult", "output_size", "render", "rendering", "submit_export"]
 
 ASPECTS = {"9:16": 9 / 16, "1:1": 1.0, "16:9": 16 / 9}
 TARGET_LUFS = -23.0  # EBU R128 integrated loudness
@@ -48,6 +54,7 @@ BLUR_SHRINK = 8  # the letterbox background is blurred at 1/8 of the output size
 BACKGROUND_DIM = 0.6
 EXPORT_RETRIES = 2  # worker losses an export survives
 MAX_FPS = 120  # a stream's claimed rate above this (a millisecond time base) is not its frame rate
+PROGRESS_POINTS = 100  # a render tells its progress in whole points of this many: about a hundred times
 
 
 class RenderResult(msgspec.Struct):
@@ -57,6 +64,26 @@ class RenderResult(msgspec.Struct):
     frames: int
     cpu: float  # CPU seconds of this process while rendering
     wide_share: float  # of the frames shown letterboxed (speaker reframing with nobody or a group)
+
+
+class FrameProgress:
+    """Frames done over frames expected, as the fraction of a render done in whole points
+    (``PROGRESS_POINTS``): told only when it reached a new point, and below 1 until the file
+    is whole (a decoder may give a frame more than the packets promised)."""
+
+    def __init__(self, expected: int):
+        self.expected = max(1, expected)
+        self.done = 0
+        self.told = 0  # points
+
+    def advance(self) -> float | None:
+        """One more frame done: the fraction to tell, or None."""
+        self.done += 1
+        points = min(self.done * PROGRESS_POINTS // self.expected, PROGRESS_POINTS - 1)
+        if points <= self.told:
+            return None
+        self.told = points
+        return points / PROGRESS_POINTS
 
 
 def _even(value: float) -> int:
@@ -118,9 +145,10 @@ def _video_stream(container):
     return stream
 
 
-def _faces(source: str, options: ReframeOptions, threads: int) -> tuple[np.ndarray, list[tuple[float, np.ndarray]]]:
+def _faces(source: str, options: ReframeOptions, threads: int,
+           progress: FrameProgress) -> Generator[float, None, tuple[np.ndarray, list[tuple[float, np.ndarray]]]]:
     """Pass 1: every frame's time (from the first frame), and the faces of the sampled ones in
-    source pixels."""
+    source pixels; yields the render's progress as it goes."""
     from vod.faces import FaceDetector
 
     detector = FaceDetector(options.min_face)
@@ -141,6 +169,8 @@ def _faces(source: str, options: ReframeOptions, threads: int) -> tuple[np.ndarr
                 gray = frame.reformat(width=width, height=height, format="gray").to_ndarray()
                 samples.append((t, detector(gray) * (frame.height / height)))
                 next_sample = t + options.sample_every
+            if (told := progress.advance()) is not None:
+                yield told
     return np.array(times), samples
 
 
@@ -256,7 +286,28 @@ def render(
     style: CaptionStyle | None = None,
 ) -> RenderResult:
     """Render ``source`` (a clip's MP4) to ``dest`` as ``options`` say; the file appears
-    whole (written beside it, then renamed)."""
+    whole (written beside it, then renamed). ``rendering``, its progress unread."""
+    steps = rendering(source, dest, options, words, threads=threads, reframe=reframe, style=style)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            return end.value
+
+
+def rendering(
+    source: str,
+    dest: str,
+    options: ExportOptions,
+    words: list[Word],
+    *,
+    threads: int = 1,
+    reframe: ReframeOptions | None = None,
+    style: CaptionStyle | None = None,
+) -> Generator[float, None, RenderResult]:
+    """``render`` as a generator: yields the fraction done (rising, in whole points of
+    ``PROGRESS_POINTS``, below 1 until the file is whole, then 1), and returns the
+    ``RenderResult``."""
     started = time.process_time()
     reframe = reframe or ReframeOptions()
     cv2.setNumThreads(threads)
@@ -266,10 +317,14 @@ def render(
         rate = next((Fraction(r) for r in (vs.average_rate, vs.guessed_rate) if r and 1 <= r <= MAX_FPS), Fraction(30))
     out_w, out_h = output_size(src_w, src_h, options.aspect, options.max_height)
     crop_w, crop_h = crop_size(src_w, src_h, options.aspect)
+    t0, span, packets = _video_span(source)
+    follow = options.reframe == "speaker" and crop_w < src_w - 1
+    # the face pass decodes every frame too, and costs about what encoding them does (README, Figures)
+    progress = FrameProgress(packets * (2 if follow else 1))
 
     path: CropPath | None = None
-    if options.reframe == "speaker" and crop_w < src_w - 1:
-        times, samples = _faces(source, reframe, threads)
+    if follow:
+        times, samples = yield from _faces(source, reframe, threads, progress)
         path = crop_path(times, samples, src_w, crop_w, reframe)
     captions = CaptionTrack(words, out_w, out_h, options.captions, style)
 
@@ -286,7 +341,6 @@ def render(
         video.codec_context.time_base = 1 / rate
         video.options = {**X264, "threads": str(threads)}
         frame_time = float(1 / rate)
-        t0, span = _video_span(source)
         pcm = _pcm(source, t0, span)
         audio, pending = (None, deque()) if pcm is None else _audio_packets(output, normalise(pcm))
 
@@ -326,18 +380,22 @@ def render(
             mux(video.encode(out))
             frames += 1
             duration = t + frame_time
+            if (told := progress.advance()) is not None:
+                yield told
         mux(video.encode(None))
         while pending:
             output.mux(pending.popleft())
     os.replace(part, dest)
+    yield 1.0
     return RenderResult(width=out_w, height=out_h, duration=round(duration, 3), frames=frames,
                         cpu=round(time.process_time() - started, 3),
                         wide_share=round(wide_frames / frames, 3) if frames else 0.0)
 
 
-def _video_span(source: str) -> tuple[float, float]:
-    """(first frame's time, seconds to the last frame's end) from the packets alone."""
-    first, end = None, None
+def _video_span(source: str) -> tuple[float, float, int]:
+    """(first frame's time, seconds to the last frame's end, packets: frames to expect) from
+    the packets alone."""
+    first, end, count = None, None, 0
     with av.open(source) as container:
         stream = _video_stream(container)
         for packet in container.demux(stream):
@@ -347,26 +405,33 @@ def _video_span(source: str) -> tuple[float, float]:
             stop = start + float((packet.duration or 0) * packet.time_base)
             first = start if first is None else min(first, start)
             end = stop if end is None else max(end, stop)
+            count += 1
     if first is None:
         raise ValueError("the clip has no video frames")
-    return first, end - first
+    return first, end - first, count
 
 
 # -- the Ray task ------------------------------------------------------------------------
 
-def _task(source: str, dest: str, options: ExportOptions, words: list[Word], threads: int) -> RenderResult:
-    return render(source, dest, options, words, threads=threads)
+def _task(source: str, dest: str, options: ExportOptions, words: list[Word],
+          threads: int) -> Iterator[float | RenderResult]:
+    # a Ray generator task cannot return a value: the result is its last item
+    result = yield from rendering(source, dest, options, words, threads=threads)
+    yield result
 
 
 _remote_render = ray.remote(_task)
 
 
 def submit_export(export_id: str, source: str, dest: str, options: ExportOptions, words: list[Word], *,
-                  cpus: int = 1, gpus: float = 0.0):
-    """Start an export's render as a Ray task (``cpus`` CPUs, and as many encoder threads);
-    returns its ObjectRef (awaitable). Ray retries it when its worker dies."""
+                  cpus: int = 1, gpus: float = 0.0) -> ray.ObjectRefGenerator:
+    """Start an export's render as a Ray streaming generator task (``cpus`` CPUs, and as many
+    encoder threads); returns its ObjectRefGenerator: a ref to each progress fraction as the
+    render tells it, then one to the ``RenderResult`` (``async for``, then await each ref).
+    Ray retries it when its worker dies."""
     return (
         _remote_render
-        .options(num_cpus=cpus, num_gpus=gpus, max_retries=EXPORT_RETRIES, name=f"export-{export_id}")
+        .options(num_returns="streaming", num_cpus=cpus, num_gpus=gpus, max_retries=EXPORT_RETRIES,
+                 name=f"export-{export_id}")
         .remote(source, dest, options, words, cpus)
     )

@@ -4,11 +4,14 @@ Postgres holds every export (``records.export_store``); the scheduler keeps noth
 matters. Each pass first queues again any export Postgres says is running that no task here
 runs (a stopped ``livecut up`` left it, or its outcome could not be stored), or fails it once
 started ``MAX_ATTEMPTS`` times; then starts queued ones in creation order, up to
-``max_running`` at once. An export's render (``vod.export.render``) runs as one Ray task
+``max_running`` at once. An export's render (``vod.export.rendering``) runs as one Ray task
 with ``cpus`` CPUs; its file is written under ``<data dir>/exports/<clip id>/``, which every
-node shares, and appears whole. The row then says done (or failed, with the error), with its
-``export`` notification in the same transaction. A deleted clip's exports go with its row
-(``ON DELETE CASCADE``); a sweep every ``SWEEP_EVERY`` removes their files.
+node shares, and appears whole. The task is a Ray streaming generator: it yields the render's
+progress as it goes, which the row keeps (``ProgressGate``: about once a second at most, and
+only when it moved by a percentage point; announced at each new tenth), then its result. The
+row then says done (or failed, with the error), with its ``export`` notification in the same
+transaction. A deleted clip's exports go with its row (``ON DELETE CASCADE``); a sweep every
+``SWEEP_EVERY`` removes their files.
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ SWEEP_EVERY = 60.0  # seconds between sweeps of the files of deleted clips' expo
 STALE_PART = 3600.0  # a half-written export this old was left by a render that died
 SAVE_RETRIES = 5  # tries to store a finished render's outcome while Postgres is away
 SAVE_PAUSE = 2.0
+PROGRESS_EVERY = 1.0  # seconds: the least time between two progress writes of an export
+PROGRESS_MOVED = 0.01  # the least progress worth a write
 
 
 class ExportSchedulerOptions(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -43,6 +48,23 @@ class ExportSchedulerOptions(msgspec.Struct, kw_only=True, frozen=True, forbid_u
     max_running: Annotated[int, msgspec.Meta(ge=1, le=256)] = 2  # exports rendering at once
     cpus: Annotated[int, msgspec.Meta(ge=1, le=32)] = 1  # Ray CPUs (and encoder threads) per export
     gpus: Annotated[float, msgspec.Meta(ge=0.0, le=8.0)] = 0.0  # GPU share per export task (rendering is CPU-only)
+
+
+class ProgressGate:
+    """Which of a render's progress values to store: the first, then one that moved by
+    ``PROGRESS_MOVED`` at least ``PROGRESS_EVERY`` seconds after the last one stored."""
+
+    def __init__(self):
+        self.stored = 0.0
+        self.stored_at: float | None = None
+
+    def admit(self, fraction: float, now: float) -> bool:
+        if fraction - self.stored < PROGRESS_MOVED - 1e-9:
+            return False
+        if self.stored_at is not None and now - self.stored_at < PROGRESS_EVERY:
+            return False
+        self.stored, self.stored_at = fraction, now
+        return True
 
 
 class ExportScheduler:
@@ -113,12 +135,12 @@ class ExportScheduler:
             return
         dest = self.path_for(clip_id, export_id)
         options = msgspec.convert(row["options"], ExportOptions)
-        ref = submit_export(export_id, clip.video_path, str(dest), options, clip.words,
-                            cpus=self.options.cpus, gpus=self.options.gpus)
+        items = submit_export(export_id, clip.video_path, str(dest), options, clip.words,
+                              cpus=self.options.cpus, gpus=self.options.gpus)
         try:
-            result: RenderResult = await ref
+            result = await self._follow(export_id, items)
         except asyncio.CancelledError:
-            ray.cancel(ref, force=True)
+            ray.cancel(items, force=True)
             raise
         except Exception as exc:  # Ray trouble: this export, not the scheduler
             if not isinstance(exc, (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError,
@@ -128,6 +150,21 @@ class ExportScheduler:
             return
         await self._save(self.exports.finish, export_id, path=str(dest), width=result.width, height=result.height,
                          duration=result.duration, cpu=result.cpu)
+
+    async def _follow(self, export_id: str, items: ray.ObjectRefGenerator) -> RenderResult:
+        """Read the render's items as they come: store its progress (through a
+        ``ProgressGate``), and return its result. Raises what the render raised."""
+        gate = ProgressGate()
+        async for ref in items:
+            item = await ref
+            if isinstance(item, RenderResult):
+                return item
+            if gate.admit(item, time.monotonic()):
+                try:
+                    await self.exports.progress(export_id, item)
+                except Exception as exc:  # progress is for people watching: the render goes on
+                    log.warning("export %s: cannot store its progress (%s)", export_id, exc)
+        raise RuntimeError("the render ended without its result")
 
     async def _save(self, write, export_id: str, *args, **kwargs) -> None:
         """Store an outcome, retrying while Postgres is away; after that the export stays

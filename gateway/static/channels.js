@@ -81,6 +81,34 @@
     return row;
   }
 
+  // The RTMP URL with its key as a QR code, for a phone app to scan; hidden until asked, since
+  // it holds the key. Drawn by the vendored qrcode-generator (error correction M).
+  function qrToggle(url) {
+    const box = el("div", "qr");
+    box.hidden = true;
+    const button = el("button", "small secondary", "Show QR code");
+    button.type = "button";
+    button.dataset.testid = "qr-toggle";
+    button.setAttribute("aria-expanded", "false");
+    button.addEventListener("click", () => {
+      const showing = box.hidden;
+      if (showing && !box.firstChild) {
+        const qr = window.qrcode(0, "M");
+        qr.addData(url);
+        qr.make();
+        box.innerHTML = qr.createSvgTag({ cellSize: 4, margin: 4, scalable: true, alt: "QR code of the RTMP URL with the stream key" });
+        box.firstChild.setAttribute("role", "img");
+        box.firstChild.dataset.testid = "ingest-qr";
+      }
+      box.hidden = !showing;
+      button.textContent = showing ? "Hide QR code" : "Show QR code";
+      button.setAttribute("aria-expanded", String(showing));
+    });
+    const row = el("div");
+    row.append(el("p", "muted", "Scan the RTMP URL and stream key into the app."), button, box);
+    return row;
+  }
+
   // A sparkline of the last samples, as inline SVG (decorative: the number is beside it).
   function sparkline(values) {
     const w = 120;
@@ -130,11 +158,15 @@
       el("h4", "", "OBS 30+ or a browser (WHIP)"),
       copyable("WHIP URL", whip, "whip-url"),
       el("p", "muted", "OBS: Settings → Stream, Service: WHIP; Server: this URL; Bearer Token: the stream key."),
+      // WebRTC carries H.264 without B-frames and Opus: the options livecut's WHIP test publishes with
+      copyable("FFmpeg 8+", `ffmpeg -re -i input.mp4 -c:v libx264 -profile:v baseline -bf 0 -g 60 -c:a libopus -ar 48000 -ac 2 -f whip -authorization ${key} ${whip}`, "whip-command"),
     );
     const cli = el("section", "ingest-part");
     cli.append(el("h4", "", "Any RTMP client"), copyable("FFmpeg", `ffmpeg -re -i input.mp4 -c copy -f flv ${server}/${key}`, "ffmpeg-command"));
+    const phone = el("section", "ingest-part");
+    phone.append(el("h4", "", "A phone app (Larix Broadcaster and others)"), qrToggle(`${server}/${key}`));
     const warn = el("p", "muted", "The stream key is shown now and after a rotation only. Anyone with it can stream into this channel.");
-    body.replaceChildren(obs, webrtc, cli, warn);
+    body.replaceChildren(obs, webrtc, cli, phone, warn);
     panel.hidden = false;
     panel.scrollIntoView({ block: "nearest" });
     $("ingest-title").focus();
@@ -251,6 +283,11 @@
         rotate.addEventListener("click", () => rotateKey(row.id, rotate));
         actions.append(rotate);
       }
+      // one button, Pause or Resume by the channel's state (fill sets its label and testid)
+      const pause = el("button", "small secondary ch-pause");
+      pause.type = "button";
+      pause.addEventListener("click", () => setPaused(row.id, !state.cards.get(row.id).row.paused, pause));
+      actions.append(pause);
       const del = el("button", "small danger", "Delete");
       del.type = "button";
       del.dataset.testid = "channel-delete";
@@ -287,10 +324,18 @@
   function fill(card) {
     const { row, li } = card;
     li.dataset.status = row.status;
-    const badge = li.querySelector(".badge");
-    badge.className = `badge ${row.status}`;
-    badge.textContent = row.status;
+    L.setBadge(li.querySelector(".badge"), row.status);
     li.querySelector(".ch-name").textContent = row.name;
+    const pause = li.querySelector(".ch-pause");
+    if (pause) {
+      const verb = row.paused ? "Resume" : "Pause";
+      pause.textContent = verb;
+      pause.dataset.testid = row.paused ? "channel-resume" : "channel-pause";
+      pause.setAttribute("aria-label", `${verb} “${row.name}”`);
+      pause.title = row.paused
+        ? "Start the channel's stream actor again: it takes publishes and cuts clips"
+        : "Stop the channel's stream actor until resumed: publishes are refused, nothing is clipped";
+    }
     li.querySelector(".ch-source").textContent =
       row.source === "rtmp" ? `RTMP/WHIP push · ${row.ingest ? row.ingest.rtmp_url : ""}` : row.url || "URL";
     const reason = li.querySelector(".ch-reason");
@@ -399,6 +444,23 @@
       if (e instanceof L.Unauthorized) return L.askKey("The API key was refused.");
       button.disabled = false;
       L.notice(`Could not delete “${name}”: ${e.message}`);
+    }
+  }
+
+  // Pause stops the channel's actor (a publisher is cut off) until Resume; both answer the
+  // channel, whose card shows the new status at once.
+  async function setPaused(id, paused, button) {
+    const card = state.cards.get(id);
+    const name = card ? card.row.name : id;
+    const action = paused ? "pause" : "resume";
+    button.disabled = true;
+    try {
+      place(await L.api(`/api/channels/${encodeURIComponent(id)}/${action}`, { method: "POST" }));
+    } catch (e) {
+      if (e instanceof L.Unauthorized) return L.askKey("The API key was refused.");
+      L.notice(`Could not ${action} “${name}”: ${e.message}`);
+    } finally {
+      button.disabled = false;
     }
   }
 

@@ -1,6 +1,6 @@
 // livecut console, the clip page (#clip/ID): the player with captions, why it was clipped
 // (each signal's contribution to the score, and when each fired within the clip), the
-// transcript (click a line to seek), exports with their status, download and delete.
+// transcript (click a line to seek), exports with their status and progress, download and delete.
 // Uses what feed.js shares on window.livecut.
 (function () {
   "use strict";
@@ -110,13 +110,27 @@
       li.dataset.status = x.status;
       const o = x.options || {};
       li.append(
-        el("span", `badge ${x.status}`, x.status),
+        L.badge(x.status),
         el("span", "", `${o.aspect || ""} · ${o.reframe || ""} · captions ${o.captions || ""}`),
       );
-      if (x.status === "queued" || x.status === "running") {
+      if (x.status === "queued") {
         const p = el("progress", "export-bar");
-        p.setAttribute("aria-label", `Export ${x.status}`);
-        li.append(p); // indeterminate: the API reports states, not fractions
+        p.setAttribute("aria-label", "Export queued");
+        li.append(p); // indeterminate: nothing rendered yet
+      }
+      if (x.status === "running") {
+        const done = x.progress || 0;
+        const p = el("progress", "export-bar");
+        p.max = 1;
+        p.value = done;
+        p.setAttribute("aria-label", "Export rendering");
+        // floored, so a running export never says 100 %; the epsilon because 0.57 * 100 is 56.999…
+        const percent = el("span", "export-percent", `${Math.floor(done * 100 + 1e-6)} %`);
+        percent.dataset.testid = "export-progress";
+        percent.setAttribute("aria-hidden", "true"); // the bar's value already says it
+        const meter = el("span", ""); // one flex item: the bar and its figure wrap together
+        meter.append(p, " ", percent);
+        li.append(meter);
       }
       if (x.status === "done" && x.download_url) {
         const a = el("a", "", `Download ${x.width}x${x.height}`);

@@ -10,6 +10,8 @@
   const VIEWS = ["live", "channels", "vods", "settings", "clip"];
   const SCOPES = ["read", "ingest", "admin"]; // each allows what comes before it
   const ALL = "*";
+  const VOD = "vod:"; // the picker's value for one VOD job's clips: "vod:<job id>"
+  const VODS_LISTED = 50; // the newest jobs offered in the picker
   const RECENT = 30; // clips loaded over REST on open / reconnect
   const MAX_SHOWN = 200;
 
@@ -17,6 +19,7 @@
   const state = {
     key: "",
     channels: new Map(), // id -> ChannelView
+    vods: new Map(), // id -> VodJob, the newest VODS_LISTED
     pick: localStorage.getItem(PICK_STORE) || ALL,
     subscribed: new Set(), // channel ids subscribed on the current socket
     lastSeen: new Map(), // channel id -> highest clip id received (resume point)
@@ -33,6 +36,17 @@
     if (cls) node.className = cls;
     if (text !== undefined) node.textContent = text;
     return node;
+  }
+
+  // A status badge: its class picks the colour (console.css), its text says the state.
+  function setBadge(node, kind, text = kind) {
+    node.className = `badge ${kind}`;
+    node.textContent = text;
+    return node;
+  }
+
+  function badge(kind, text = kind) {
+    return setBadge(document.createElement("span"), kind, text);
   }
 
   function clock(seconds) {
@@ -122,8 +136,23 @@
     applyScope();
   }
 
+  // The channels whose clips the feed shows live; none while a VOD job is picked.
   function watched() {
     return state.pick === ALL ? [...state.channels.keys()] : state.channels.has(state.pick) ? [state.pick] : [];
+  }
+
+  // The VOD job picked, or null.
+  function pickedVod() {
+    return state.pick.startsWith(VOD) ? state.pick.slice(VOD.length) : null;
+  }
+
+  // The REST filters of the picker and the time select.
+  function clipFilters(query) {
+    const vod = pickedVod();
+    if (vod) query.set("vod_id", vod);
+    else if (state.pick !== ALL) query.set("channel_id", state.pick);
+    if (since()) query.set("since", since());
+    return query;
   }
 
   // -- key -----------------------------------------------------------------------------
@@ -151,13 +180,22 @@
 
   // -- channels ------------------------------------------------------------------------
   async function loadChannels() {
-    const { items } = await api("/api/channels");
+    const [{ items }, vods] = await Promise.all([api("/api/channels"), api(`/api/vods?limit=${VODS_LISTED}`)]);
     state.channels = new Map(items.map((c) => [c.id, c]));
+    state.vods = new Map(vods.items.map((j) => [j.id, j]));
     const select = $("channel");
     const current = state.pick;
-    select.replaceChildren(new Option(`All channels (${items.length})`, ALL));
-    for (const c of items) select.append(new Option(c.name, c.id));
-    if (current !== ALL && !state.channels.has(current)) state.pick = ALL;
+    select.replaceChildren(new Option(`All channels (${items.length})`, ALL)); // live clips only
+    const live = el("optgroup");
+    live.label = "Channels";
+    for (const c of items) live.append(new Option(c.name, c.id));
+    const jobs = el("optgroup");
+    jobs.label = "VOD jobs";
+    for (const j of vods.items) jobs.append(new Option(j.name, VOD + j.id));
+    if (items.length) select.append(live);
+    if (vods.items.length) select.append(jobs);
+    const vod = pickedVod();
+    if (current !== ALL && !state.channels.has(current) && !(vod && state.vods.has(vod))) state.pick = ALL;
     select.value = state.pick;
     renderChannels();
     for (const li of state.clips.values()) fillChannelName(li);
@@ -169,7 +207,7 @@
     for (const id of watched()) {
       const c = state.channels.get(id);
       const li = el("li", "chan");
-      li.append(el("span", `badge ${c.status}`, c.status), el("span", "name", c.name));
+      li.append(badge(c.status), el("span", "name", c.name));
       const h = c.health;
       if (c.status === "live" && h) {
         li.append(el("span", "lag", `lag ${h.ingest_lag.toFixed(1)}s · ${h.detector_lag.toFixed(1)}s`));
@@ -237,12 +275,21 @@
     return li;
   }
 
+  // renderClip's options for a clip of a listed VOD job: the job's name as its label.
+  function source(clip) {
+    const job = clip.vod_id && state.vods.get(clip.vod_id);
+    return job ? { label: job.name } : {};
+  }
+
   function addClip(clip, { fresh = false } = {}) {
-    if (!watched().includes(clip.channel_id)) return;
-    const seen = state.lastSeen.get(clip.channel_id);
-    if (!seen || clip.id > seen) state.lastSeen.set(clip.channel_id, clip.id);
+    const vod = pickedVod();
+    if (vod ? clip.vod_id !== vod : !watched().includes(clip.channel_id)) return;
+    if (!vod) {
+      const seen = state.lastSeen.get(clip.channel_id);
+      if (!seen || clip.id > seen) state.lastSeen.set(clip.channel_id, clip.id);
+    }
     if (state.clips.has(clip.id)) return;
-    const li = renderClip(clip);
+    const li = renderClip(clip, source(clip));
     if (fresh) li.classList.add("fresh");
     // newest first, ordered by (time-ordered) clip id
     const list = $("clips");
@@ -270,15 +317,12 @@
   }
 
   async function loadRecent() {
-    const ids = watched();
-    if (!ids.length) {
+    const vod = pickedVod();
+    if (!vod && !watched().length) {
       $("empty").hidden = state.clips.size > 0;
       return;
     }
-    const query = new URLSearchParams({ limit: String(RECENT) });
-    if (state.pick !== ALL) query.set("channel_id", state.pick);
-    if (since()) query.set("since", since());
-    const { items } = await api(`/api/clips?${query}`);
+    const { items } = await api(`/api/clips?${clipFilters(new URLSearchParams({ limit: String(RECENT) }))}`);
     for (const clip of items) addClip(clip);
     $("empty").hidden = state.clips.size > 0;
   }
@@ -297,12 +341,10 @@
     status.hidden = !searching;
     if (!searching) return;
     status.textContent = "Searching…";
-    const query = new URLSearchParams({ q, limit: "50" });
-    if (state.pick !== ALL) query.set("channel_id", state.pick);
-    if (since()) query.set("since", since());
+    const query = clipFilters(new URLSearchParams({ q, limit: "50" }));
     try {
       const { items } = await api(`/api/clips?${query}`);
-      for (const clip of items) results.append(renderClip(clip));
+      for (const clip of items) results.append(renderClip(clip, source(clip)));
       status.textContent = items.length ? `${items.length} clip${items.length > 1 ? "s" : ""} match “${q}”, best first.`
         : `No clip's transcript matches “${q}”.`;
     } catch (e) {
@@ -476,6 +518,8 @@
   // name each time one is shown (after "start").
   window.livecut = {
     el,
+    badge,
+    setBadge,
     clock,
     media,
     api,

@@ -1,6 +1,7 @@
-// livecut console, Settings view (admin keys): webhooks (create, the secret shown once, ping,
-// the delivery log, redeliver, delete) and API keys (create with a scope, revoke). Uses what
-// feed.js shares on window.livecut.
+// livecut console, Settings view: clip retention (every key sees the limits and what they
+// weigh on; an admin key changes them), and for admin keys webhooks (create, the secret shown
+// once, ping, the delivery log, redeliver, delete) and API keys (create with a scope, revoke).
+// Uses what feed.js shares on window.livecut.
 (function () {
   "use strict";
 
@@ -10,6 +11,7 @@
 
   const LOG_MS = 3000; // an opened delivery log is reloaded this often while the view is shown
   const LOG_LIMIT = 20;
+  const GB = 1e9; // the size input's unit, as its label says (decimal, like a disk's size)
 
   const state = {
     shown: false,
@@ -117,9 +119,8 @@
 
   function fillHook(entry) {
     const { hook, li } = entry;
-    const badge = li.querySelector(".badge");
-    badge.className = `badge ${hook.enabled ? (hook.failing_since ? "waiting" : "live") : "error"}`;
-    badge.textContent = hook.enabled ? (hook.failing_since ? "failing" : "enabled") : "disabled";
+    const [kind, text] = hook.enabled ? (hook.failing_since ? ["waiting", "failing"] : ["live", "enabled"]) : ["error", "disabled"];
+    L.setBadge(li.querySelector(".badge"), kind, text);
     li.querySelector(".hook-url").textContent = hook.url;
     const scope = hook.channel_id ? ` · channel ${hook.channel_id}` : "";
     li.querySelector(".hook-events").textContent = `${hook.events.join(", ")} · ${hook.format}${scope}`;
@@ -175,7 +176,7 @@
         const last = d.attempts[d.attempts.length - 1];
         const answer = last ? (last.status_code ? `HTTP ${last.status_code}` : last.error || "no answer") : "–";
         const status = el("td");
-        status.append(el("span", `badge ${d.status === "delivered" ? "done" : d.status}`, d.status));
+        status.append(L.badge(d.status === "delivered" ? "done" : d.status, d.status));
         const action = el("td");
         action.append(button("Redeliver", "small secondary", "webhook-redeliver", () => redeliver(id, d.id)));
         const type = el("td");
@@ -279,8 +280,7 @@
         const name = el("td");
         name.append(el("span", "", k.name || "(no name)"), el("code", "muted event-id", k.id));
         const status = el("td");
-        if (k.revoked_at) status.append(el("span", "badge error", "revoked"));
-        else status.append(el("span", "badge live", "active"));
+        status.append(k.revoked_at ? L.badge("error", "revoked") : L.badge("live", "active"));
         const action = el("td");
         if (!k.revoked_at) {
           const revoke = button("Revoke", "small danger", "key-revoke", () => revokeKey(k));
@@ -323,13 +323,101 @@
     }
   }
 
+  // -- retention ---------------------------------------------------------------------------
+  // Decimal units, as the size input takes them.
+  function size(n) {
+    if (n >= GB) return `${(n / GB).toFixed(2)} GB`;
+    return `${(n / 1e6).toFixed(1)} MB`;
+  }
+
+  function limitsText(days, bytes) {
+    const parts = [];
+    if (days) parts.push(`clips older than ${days} days`);
+    if (bytes) parts.push(`the oldest clips while all take more than ${size(bytes)}`);
+    return parts.length ? `Deleted now: ${parts.join("; and ")}.` : "No limits now: every clip is kept, unless its channel has limits of its own.";
+  }
+
+  function fieldError(field, text) {
+    const err = $(`${field}-error`);
+    err.textContent = text || "";
+    err.hidden = !text;
+    if (text) $(field).setAttribute("aria-invalid", "true");
+    else $(field).removeAttribute("aria-invalid");
+  }
+
+  function showRetention(view, fill) {
+    const { limits, usage, channels } = view;
+    $("retention-usage").textContent = `${usage.clips} clip${usage.clips === 1 ? "" : "s"}, ${size(usage.bytes)} (a new clip counts once measured, within a minute).`;
+    $("retention-now").textContent = limitsText(limits.max_age_days, limits.max_bytes);
+    if (fill) {
+      // 0 shows as empty: the placeholder says what that means
+      $("retention-days").value = limits.max_age_days || "";
+      $("retention-gb").value = limits.max_bytes ? limits.max_bytes / GB : "";
+    }
+    const rows = $("retention-channel-rows");
+    rows.replaceChildren();
+    for (const c of channels) {
+      const tr = el("tr");
+      tr.dataset.testid = "retention-channel";
+      tr.append(
+        el("td", "", c.name),
+        el("td", "", c.limits.max_age_days ? `${c.limits.max_age_days} days` : "–"),
+        el("td", "", c.limits.max_bytes ? size(c.limits.max_bytes) : "–"),
+      );
+      rows.append(tr);
+    }
+    $("retention-channels").hidden = channels.length === 0;
+  }
+
+  async function loadRetention(fill) {
+    try {
+      showRetention(await L.api("/api/settings/retention"), fill);
+    } catch (e) {
+      if (!refused(e)) $("retention-usage").textContent = `Could not load the retention settings: ${e.message}`;
+    }
+  }
+
+  // An input's number; empty is 0 (no limit). NaN where the browser holds text it cannot read.
+  function numberIn(input) {
+    if (input.validity.badInput) return NaN;
+    return input.value.trim() === "" ? 0 : Number(input.value);
+  }
+
+  async function saveRetention(ev) {
+    ev.preventDefault();
+    message("retention-msg", "");
+    fieldError("retention-days", "");
+    fieldError("retention-gb", "");
+    const days = numberIn($("retention-days"));
+    const gb = numberIn($("retention-gb"));
+    if (Number.isNaN(days)) fieldError("retention-days", "Not a number.");
+    if (Number.isNaN(gb)) fieldError("retention-gb", "Not a number.");
+    if (Number.isNaN(days) || Number.isNaN(gb)) return;
+    const body = { max_age_days: days, max_bytes: Math.round(gb * GB) };
+    try {
+      showRetention(await L.api("/api/settings/retention", { method: "PUT", body: JSON.stringify(body) }), true);
+      message("retention-msg", "Saved: the next sweep, within a minute, applies it.");
+    } catch (e) {
+      if (refused(e)) return;
+      // the API names the field: "... - at `$.max_bytes`"
+      const field = /\$\.max_age_days/.test(e.message) ? "retention-days" : /\$\.max_bytes/.test(e.message) ? "retention-gb" : null;
+      if (field) {
+        fieldError(field, e.message);
+        $(field).focus();
+      }
+      message("retention-msg", `Not saved: ${e.message}`, "error");
+    }
+  }
+
   // -- wiring ----------------------------------------------------------------------------
   function refreshLogs() {
     for (const [id, entry] of state.hooks) if (entry.li.querySelector(".hook-log").open) loadLog(id);
   }
 
   function enter() {
-    if (!L.key || !L.allows("admin")) return;
+    if (!L.key) return;
+    loadRetention(true);
+    if (!L.allows("admin")) return;
     loadHooks();
     loadKeys();
     loadChannelChoices();
@@ -350,6 +438,8 @@
     for (const entry of state.hooks.values()) entry.li.remove();
     state.hooks.clear();
     $("key-rows").replaceChildren();
+    $("retention-form").reset();
+    for (const id of ["retention-usage", "retention-now", "retention-msg"]) $(id).textContent = "";
     for (const id of ["webhook-secret-box", "apikey-secret-box"]) {
       $(id).replaceChildren();
       $(id).hidden = true;
@@ -358,4 +448,5 @@
 
   $("webhook-form").addEventListener("submit", createHook);
   $("apikey-form").addEventListener("submit", createKey);
+  $("retention-form").addEventListener("submit", saveRetention);
 })();

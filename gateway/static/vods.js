@@ -341,9 +341,7 @@
   function showJob(entry) {
     const { job, li } = entry;
     li.dataset.status = job.status;
-    const badge = li.querySelector(".badge");
-    badge.className = `badge ${job.status}`;
-    badge.textContent = job.status;
+    L.setBadge(li.querySelector(".badge"), job.status);
     li.querySelector(".job-name").textContent = job.name;
     li.querySelector(".job-name").title = job.source;
     const count = Math.max(job.clips || 0, entry.clips.size);
