@@ -22,11 +22,13 @@ from supervisor.supervisor import NAMESPACE
 RATE = media.RATE
 LINES = [
     "Welcome back to the stream, everyone, the new map is out today.",
-    "Oh my god, no way, that was absolutely insane!",
+    "Oh my god, no way, that was absolutely incredible!",
     "The library opens at nine and closes at six in the evening.",
     "Let's go, triple kill, clip it right now!",
 ]
-KEYS = ["welcome", "insane", "library", "triple"]  # one word each line alone has
+# One word each line alone has, each heard alike whatever CTranslate2's CPU kernels (AVX2 or
+# AVX-512, oneDNN or MKL, generic): "insane" was not, on an AMD CPU's AVX2 oneDNN kernels.
+KEYS = ["welcome", "incredible", "library", "triple"]
 PROMPTS = [None, "we talked about the weather.", "and then the second round started and the crowd was loud", "ok"]
 @pytest.fixture(scope="module")
 def lines(espeak, ffmpeg) -> list[np.ndarray]:
@@ -105,7 +107,7 @@ def test_silence_in_a_batch_is_dropped_by_the_filters_and_leaves_the_others_alon
     model = media.whisper_model()
     got = transcribe_batch(model, [Job(np.zeros(2 * RATE, np.float32)), Job(lines[1])])
     assert got[0] is None or not keep_segment(got[0], SpeechOptions())
-    assert "insane" in _words(got[1].text)
+    assert KEYS[1] in _words(got[1].text)
 
 
 def test_streams_share_one_server_and_get_their_own_words(ray_local, lines):
@@ -170,7 +172,9 @@ def test_a_streaming_transcriber_on_the_server_hears_what_it_hears_on_its_own_mo
     for i in range(0, len(audio), RATE // 10):  # as the actor pushes: 100 ms at a time
         remote_words += remote.push(i / RATE, audio[i : i + RATE // 10])
     remote_words += remote.flush()
-    assert [w.text for w in remote_words] == [w.text for w in local_words]
+    # the same words; punctuation may differ, since a server batch's GEMM shapes (and so its
+    # rounding) are not those of a lone call on every CPU kernel
+    assert _words(" ".join(w.text for w in remote_words)) == _words(" ".join(w.text for w in local_words))
     _kill(server)
 
 
