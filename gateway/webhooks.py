@@ -136,6 +136,16 @@ def build_webhook_router(settings: Settings, store: Store) -> APIRouter:
     async def get_webhook(webhook_id: str) -> Response:
         return MsgspecResponse(webhook_view(await webhook_or_404(webhook_id)))
 
+    @router.post("/webhooks/{webhook_id}/enable", dependencies=admin, response_class=MsgspecResponse,
+                 responses=_answer(200, WebhookView, "the webhook, enabled"))
+    async def enable_webhook(webhook_id: str) -> Response:
+        """Enable a webhook that a 410 or days of failures disabled (idempotent). New events are
+        sent from now on; those it missed stay failed in its log, each can be redelivered."""
+        row = await hooks.enable(webhook_id)
+        if row is None:
+            raise not_found(f"no webhook {webhook_id!r}")
+        return MsgspecResponse(webhook_view(row))
+
     @router.delete("/webhooks/{webhook_id}", status_code=204, dependencies=admin)
     async def delete_webhook(webhook_id: str) -> Response:
         """The webhook, its undelivered events and its delivery log."""

@@ -149,6 +149,17 @@ class WebhookStore:
         row = await self.pool.fetchrow("SELECT * FROM webhooks WHERE id = $1", webhook_id)
         return dict(row) if row else None
 
+    async def enable(self, webhook_id: str) -> dict | None:
+        """Enable a disabled webhook again (an enabled one is left as it is): events are queued
+        for it from now on and its failure clock starts afresh. What it missed while disabled
+        stays failed in its log; redeliver an event to send it. None: no such webhook."""
+        row = await self.pool.fetchrow(
+            "UPDATE webhooks SET disabled_at = NULL, disabled_reason = '', failing_since = NULL "
+            "WHERE id = $1 AND disabled_at IS NOT NULL RETURNING *",
+            webhook_id,
+        )
+        return dict(row) if row else await self.get(webhook_id)
+
     async def delete(self, webhook_id: str) -> bool:
         """The webhook, its pending deliveries and its log."""
         return (await self.pool.execute("DELETE FROM webhooks WHERE id = $1", webhook_id)).endswith(" 1")

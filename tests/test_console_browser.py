@@ -9,7 +9,8 @@ Playwright) against a real `livecut up` (issue 14).
 2. A channel paused and resumed from its card. A `read` key sees a read-only console: no
    stream keys, no create, delete, rotate or pause buttons.
 3. A webhook created in Settings shows its secret once, a ping reaches a local receiver and
-   shows in its delivery log, and a redelivery sends the same event again. API keys are made
+   shows in its delivery log, and a redelivery sends the same event again; a 410 disables it
+   and "Enable again" brings it back. API keys are made
    and revoked there too, and the retention limits set (a bad value shown beside its field).
 4. Every page, at desktop (1280x800) and phone (390x844) widths: no serious or critical axe-core
    violations, nothing wider than the screen, and a screenshot under tests/artifacts/.
@@ -417,15 +418,17 @@ def test_a_read_key_sees_a_read_only_console(console, stack):
 
 @pytest.fixture
 def receiver():
-    """A loopback HTTP server that answers 200 and records each POST's headers and body."""
+    """A loopback HTTP server that records each POST's headers and body and answers with the
+    status in ``answer[0]`` (200 at first)."""
     got: list[dict] = []
+    answer = [200]
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             got.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "raw": body,
                         "body": json.loads(body)})
-            self.send_response(200)
+            self.send_response(answer[0])
             self.end_headers()
 
         def log_message(self, *args):
@@ -433,7 +436,7 @@ def receiver():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", got
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", got, answer
     server.shutdown()
     server.server_close()
 
@@ -441,7 +444,7 @@ def receiver():
 def test_a_webhook_made_in_settings_delivers_and_keys_are_made_and_revoked(console, stack, receiver):
     from standardwebhooks import Webhook
 
-    url, got = receiver
+    url, got, answer = receiver
     c = console()
     page = c.page
     c.show("settings")
@@ -484,6 +487,22 @@ def test_a_webhook_made_in_settings_delivers_and_keys_are_made_and_revoked(conso
     )
     assert [g["headers"]["webhook-id"] for g in got] == [got[0]["headers"]["webhook-id"]] * 2
     _screenshot(page, "settings-webhook-desktop")
+
+    # a 410 disables it; once the receiver is fixed, "Enable again" brings it back
+    answer[0] = 410
+    row.locator("[data-testid=webhook-ping]").click()
+    deadline = time.monotonic() + 30
+    while stack.api("GET", f"/api/webhooks/{hook['id']}").json()["enabled"]:
+        assert time.monotonic() < deadline, "a 410 did not disable the webhook"
+        time.sleep(0.3)
+    answer[0] = 200
+    page.reload()
+    page.wait_for_selector("#settings-view:not([hidden])")
+    assert row.locator("[data-testid=webhook-ping]").is_disabled()
+    row.locator("[data-testid=webhook-enable]").click()
+    row.locator("[data-testid=webhook-enable]").wait_for(state="hidden")
+    assert stack.api("GET", f"/api/webhooks/{hook['id']}").json()["enabled"]
+    assert row.locator("[data-testid=webhook-ping]").is_enabled()
 
     # an API key with a scope: its secret once, then revoked after a confirmation
     page.select_option("[data-testid=key-scope]", "ingest")

@@ -280,6 +280,40 @@ async def test_a_410_disables_the_webhook_and_nothing_more_is_sent(store, client
                  409, "conflict")
 
 
+async def test_a_disabled_webhook_enabled_again_sends_new_events_and_can_redeliver_what_it_missed(
+        store, client, receiver, tmp_path):
+    hook = await create_webhook(client, receiver.url())
+    receiver.secrets["/hook"] = hook["secret"]
+    receiver.answer = 410
+    ch = await channel(store)
+    worker = worker_for(store)
+    await commit_clip(store, ch, tmp_path, 0.0)
+    assert await worker.drain() == 1
+    assert not (await client.get(f"/api/webhooks/{hook['id']}", headers=AUTH)).json()["enabled"]
+    await commit_clip(store, ch, tmp_path, 20.0)  # missed: nothing is queued while disabled
+    assert await worker.drain() == 0
+
+    receiver.answer = 204
+    enabled = await client.post(f"/api/webhooks/{hook['id']}/enable", headers=AUTH)
+    assert enabled.status_code == 200
+    shown = enabled.json()
+    assert shown["enabled"] and shown["disabled_at"] is None and shown["disabled_reason"] == ""
+    assert shown["failing_since"] is None and "secret" not in shown
+    again = await client.post(f"/api/webhooks/{hook['id']}/enable", headers=AUTH)
+    assert again.status_code == 200 and again.json() == shown  # idempotent
+
+    await commit_clip(store, ch, tmp_path, 40.0)
+    assert await worker.drain() == 1
+    (log_new, log_first) = (await client.get(f"/api/webhooks/{hook['id']}/deliveries", headers=AUTH)).json()["items"]
+    assert log_new["status"] == "delivered" and log_first["status"] == "failed"
+    redone = await client.post(f"/api/webhooks/{hook['id']}/deliveries/{log_first['id']}/redeliver", headers=AUTH)
+    assert redone.status_code == 202
+    assert await worker.drain() == 1
+    ids = [e["headers"].get("webhook-id") or e["headers"].get("Webhook-Id") for e in receiver.events()]
+    assert len(ids) == 3 and ids[2] == ids[0] != ids[1], ids  # the 410'd one, the new clip, the first again
+    assert_error(await client.post("/api/webhooks/nope/enable", headers=AUTH), 404, "not_found")
+
+
 async def test_three_days_of_failures_disable_a_webhook_and_a_success_clears_them(store, client, receiver, tmp_path):
     hook = await create_webhook(client, receiver.url())
     receiver.secrets["/hook"] = hook["secret"]
@@ -377,6 +411,7 @@ async def test_only_admin_keys_manage_webhooks(store, client, receiver):
         assert_error(await client.get("/api/webhooks", headers=key), 403, "forbidden")
         assert_error(await client.delete(f"/api/webhooks/{hook['id']}", headers=key), 403, "forbidden")
         assert_error(await client.get(f"/api/webhooks/{hook['id']}/deliveries", headers=key), 403, "forbidden")
+        assert_error(await client.post(f"/api/webhooks/{hook['id']}/enable", headers=key), 403, "forbidden")
     assert_error(await client.post("/api/webhooks", json=body), 401, "unauthorized")
     assert len((await client.get("/api/webhooks", headers=AUTH)).json()["items"]) == 1
 

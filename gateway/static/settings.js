@@ -91,6 +91,7 @@
     const actions = el("div", "hook-actions");
     actions.append(
       button("Send a test event", "small secondary", "webhook-ping", () => ping(hook.id)),
+      button("Enable again", "small secondary", "webhook-enable", () => enableHook(hook.id)),
       button("Delete", "small danger", "webhook-delete", () => removeHook(hook.id)),
     );
     head.append(actions);
@@ -126,10 +127,11 @@
     li.querySelector(".hook-events").textContent = `${hook.events.join(", ")} · ${hook.format}${scope}`;
     const note = li.querySelector(".hook-note");
     note.textContent = !hook.enabled
-      ? `Disabled: ${hook.disabled_reason}. Create a new webhook to resume.`
+      ? `Disabled: ${hook.disabled_reason}. Enable it again once the receiver is fixed; what it missed can be redelivered from its log.`
       : hook.failing_since ? `Failing since ${when(hook.failing_since)}; retried with backoff.` : "";
     note.hidden = !note.textContent;
     li.querySelector("[data-testid=webhook-ping]").disabled = !hook.enabled;
+    li.querySelector("[data-testid=webhook-enable]").hidden = hook.enabled;
   }
 
   function placeHook(hook) {
@@ -229,6 +231,15 @@
       loadLog(id);
     } catch (e) {
       if (!refused(e)) message("webhook-msg", `Could not ping: ${e.message}`, "error");
+    }
+  }
+
+  async function enableHook(id) {
+    try {
+      placeHook(await L.api(`/api/webhooks/${encodeURIComponent(id)}/enable`, { method: "POST" }));
+      message("webhook-msg", "Enabled: new events are sent again.", "ok");
+    } catch (e) {
+      if (!refused(e)) message("webhook-msg", `Could not enable: ${e.message}`, "error");
     }
   }
 
